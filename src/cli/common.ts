@@ -1,0 +1,157 @@
+/**
+ * What every command shares: the common flags (from this one factory) and `runCommand`, which opens
+ * the database, brings or checks its schema, takes the run lock, records the run in the ledger, calls
+ * the command's logic and maps the outcome to an exit code. Command files only wire flags to logic.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { osUser, redactArgs, resolveSettings, type CommonFlags, type Settings } from '../config.js';
+import { ExitCode, isCarepipeError } from '../errors.js';
+import type { Database } from '../db/connection.js';
+import type { RunLedger } from '../db/ledger.js';
+import type { CliIO } from './io.js';
+import { Reporter } from './output.js';
+
+/** Adds the flags every command takes. */
+export function withCommonOptions(command: Command): Command {
+  return command
+    .option('--database-url <url>', 'Postgres server to use instead of the embedded database (env DATABASE_URL)')
+    .option('--data-dir <dir>', 'folder of the embedded database (env CAREPIPE_DATA_DIR; default $CAREPIPE_HOME/db, ./.carepipe/db)')
+    .option('--db-schema <name>', 'schema to work in, created if missing (env CAREPIPE_DB_SCHEMA)')
+    .option('--config <file>', 'config file (default ./carepipe.config.json when present)')
+    .option('--json', 'machine output: one JSON summary on stdout, JSON log lines on stderr')
+    .option('--quiet', 'print only warnings and errors (for cron)')
+    .option('--dry-run', 'read and map, report, write nothing')
+    .option('--wait', 'wait for another run holding the lock instead of exiting with code 3')
+    .option('--lang <lang>', 'language of messages: en or fr (env LANG)');
+}
+
+/** Shared state of one CLI invocation: the exit code that `main` returns. */
+export interface CliState {
+  io: CliIO;
+  exitCode: number;
+  /** Set once settings are resolved, so the top-level error handler knows about --json. */
+  json?: boolean;
+}
+
+export interface CommandContext {
+  settings: Settings;
+  io: CliIO;
+  reporter: Reporter;
+  db: Database;
+  ledger: RunLedger;
+  /** Aborted on SIGINT/SIGTERM: long loops stop between batches, leaving no half-written batch. */
+  signal: AbortSignal;
+  now: () => Date;
+}
+
+export interface CommandOutcome {
+  /** Text for people on stdout (not with --json or --quiet). */
+  human?: string;
+  /** Extra fields for the --json summary. */
+  summary?: Record<string, unknown>;
+  /** Override the exit code derived from the counts. */
+  exitCode?: number;
+}
+
+export interface CommandSpec {
+  /** Name in the ledger, e.g. 'ingest-fhir'. */
+  name: string;
+  /** What the run is about, e.g. a backend or a server URL: part of the lock name. */
+  target?: string;
+  /** The command line as typed, for the ledger (secrets are redacted here). */
+  argv: readonly string[];
+  /** 'write' (default) takes the lock and records a run; 'read' only opens the database. */
+  mode?: 'write' | 'read';
+  /** Lock name when it is not `name[:target]`. */
+  lockName?: string;
+}
+
+/** Settings plus a reporter, for commands that need no database (config, view run). */
+export function prepare(state: CliState, flags: CommonFlags): { settings: Settings; reporter: Reporter } {
+  const settings = resolveSettings(flags, state.io.env, state.io.cwd);
+  state.json = settings.json;
+  const reporter = new Reporter(state.io, { json: settings.json, quiet: settings.quiet, color: settings.color });
+  return { settings, reporter };
+}
+
+export async function runCommand(
+  state: CliState,
+  flags: CommonFlags,
+  spec: CommandSpec,
+  body: (ctx: CommandContext) => Promise<CommandOutcome>,
+): Promise<void> {
+  const { settings, reporter } = prepare(state, flags);
+  const [{ openDatabase }, { ensureSchemaCurrent }, { acquireRunLock }, { RunLedger }] = await Promise.all([
+    import('../db/connection.js'),
+    import('../db/migrations.js'),
+    import('../db/lock.js'),
+    import('../db/ledger.js'),
+  ]);
+  const write = (spec.mode ?? 'write') === 'write';
+  const db = await openDatabase(settings, { wait: settings.wait });
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    reporter.warn('interrupted', { signal, message: `${signal}: stopping after the current batch` });
+    controller.abort(new Error(`interrupted by ${signal}`));
+    // A second signal ends the process the ordinary way.
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let release: (() => Promise<void>) | undefined;
+  try {
+    await ensureSchemaCurrent(db);
+    if (write && !settings.dryRun) {
+      release = await acquireRunLock(db, spec.lockName ?? (spec.target ? `${spec.name}:${spec.target}` : spec.name), {
+        wait: settings.wait,
+      });
+    }
+    const ledger = await RunLedger.start(db.knex, {
+      command: spec.name,
+      target: spec.target,
+      args: redactArgs(spec.argv),
+      user: osUser(state.io.env),
+      dryRun: settings.dryRun || !write,
+    });
+    let outcome: CommandOutcome;
+    try {
+      outcome = await body({ settings, io: state.io, reporter, db, ledger, signal: controller.signal, now: () => new Date() });
+    } catch (err) {
+      reporter.stop(false);
+      const code = isCarepipeError(err) ? err.exitCode : ExitCode.INTERNAL;
+      await ledger.finish('failed', code, (err as Error).message).catch(() => undefined);
+      throw err;
+    }
+    const rejected = ledger.counts.rejected;
+    const exitCode = outcome.exitCode ?? (rejected > 0 ? ExitCode.REJECTS : ExitCode.OK);
+    const status = exitCode === ExitCode.OK ? 'succeeded' : exitCode === ExitCode.REJECTS ? 'partial' : 'failed';
+    await ledger.finish(status, exitCode);
+    reporter.stop(exitCode === ExitCode.OK);
+    state.exitCode = exitCode;
+    reporter.result(outcome.human, {
+      command: spec.name,
+      run_id: write && !settings.dryRun ? ledger.id : null,
+      status,
+      exit_code: exitCode,
+      dry_run: settings.dryRun,
+      counts: ledger.counts,
+      ...ledger.details,
+      ...outcome.summary,
+    });
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await release?.().catch(() => undefined);
+    await db.close().catch(() => undefined);
+  }
+}
+
+/** Parse a non-negative integer flag, or fail with a usage error naming the flag. */
+export function wholeNumber(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number`);
+    return n;
+  };
+}

@@ -1,0 +1,27 @@
+import type { Readable, Writable } from 'node:stream';
+import type { Env } from '../config.js';
+
+/** What a command may touch of the outside world; `main` takes it so tests can run the CLI in-process. */
+export interface CliIO {
+  stdout: Writable;
+  stderr: Writable;
+  stdin: Readable;
+  env: Env;
+  cwd: string;
+  /** stderr is a terminal: spinners and colour allowed. */
+  isTTY: boolean;
+  /** stdout is a terminal: tables rather than machine formats by default. */
+  stdoutIsTTY: boolean;
+}
+
+export function processIO(): CliIO {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+    cwd: process.cwd(),
+    isTTY: Boolean(process.stderr.isTTY),
+    stdoutIsTTY: Boolean(process.stdout.isTTY),
+  };
+}

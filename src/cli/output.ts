@@ -1,0 +1,132 @@
+/**
+ * Human and machine output kept apart. Progress and log lines go to stderr: an ora spinner on a
+ * terminal; plain `key=value` lines when not a terminal; JSON lines with --json. Results go to stdout:
+ * text for people, or exactly one JSON object with --json. --quiet keeps only warnings and errors.
+ */
+import type { Ora } from 'ora';
+import type { CliIO } from './io.js';
+
+export type LogLevel = 'info' | 'warn' | 'error';
+export type Fields = Record<string, string | number | boolean | null | undefined>;
+
+export interface ReporterOptions {
+  json: boolean;
+  quiet: boolean;
+  color: boolean;
+}
+
+export class Reporter {
+  private spinner: Ora | undefined;
+  private lastProgressLine = 0;
+
+  constructor(
+    private readonly io: CliIO,
+    private readonly options: ReporterOptions,
+  ) {}
+
+  /** Spinner on a terminal (not with --json or --quiet). */
+  get interactive(): boolean {
+    return this.io.isTTY && !this.options.json && !this.options.quiet;
+  }
+
+  async start(text: string): Promise<void> {
+    if (this.interactive) {
+      const { default: ora } = await import('ora');
+      this.spinner = ora({ text, stream: this.io.stderr, color: 'cyan', isEnabled: true, isSilent: false }).start();
+    } else {
+      this.log('info', 'start', { what: text });
+    }
+  }
+
+  /**
+   * Progress: the spinner text on a terminal; otherwise a `progress` line at most every 5 seconds so
+   * cron logs show a long run is alive without flooding.
+   */
+  progress(text: string, fields: Fields = {}): void {
+    if (this.spinner) {
+      this.spinner.text = text;
+      return;
+    }
+    const now = Date.now();
+    if (now - this.lastProgressLine >= 5_000) {
+      this.lastProgressLine = now;
+      this.log('info', 'progress', fields);
+    }
+  }
+
+  info(event: string, fields: Fields = {}): void {
+    this.log('info', event, fields);
+  }
+
+  warn(event: string, fields: Fields = {}): void {
+    this.log('warn', event, fields);
+  }
+
+  error(event: string, fields: Fields = {}): void {
+    this.log('error', event, fields);
+  }
+
+  /** End the spinner (success or failure mark). */
+  stop(ok: boolean, text?: string): void {
+    if (!this.spinner) return;
+    if (ok) this.spinner.succeed(text);
+    else this.spinner.fail(text);
+    this.spinner = undefined;
+  }
+
+  /** The command's result: `human` text, or `json` as one object on stdout with --json. */
+  result(human: string | undefined, json: unknown): void {
+    if (this.options.json) {
+      this.io.stdout.write(`${JSON.stringify(json)}\n`);
+    } else if (!this.options.quiet && human !== undefined && human !== '') {
+      this.io.stdout.write(human.endsWith('\n') ? human : `${human}\n`);
+    }
+  }
+
+  /** Raw text to stdout (listings, CSV), whatever the mode. */
+  write(text: string): void {
+    this.io.stdout.write(text);
+  }
+
+  private log(level: LogLevel, event: string, fields: Fields): void {
+    if (this.options.quiet && level === 'info') return;
+    const entries = Object.entries(fields).filter(([, v]) => v !== undefined);
+    if (this.options.json) {
+      this.io.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, event, ...Object.fromEntries(entries) })}\n`);
+      return;
+    }
+    if (this.spinner) {
+      // Print above the spinner rather than through it.
+      this.spinner.clear();
+      this.io.stderr.write(`${humanLine(level, event, entries)}\n`);
+      this.spinner.render();
+      return;
+    }
+    if (this.io.isTTY) {
+      this.io.stderr.write(`${humanLine(level, event, entries)}\n`);
+      return;
+    }
+    const kv = entries.map(([k, v]) => `${k}=${logfmtValue(v)}`).join(' ');
+    this.io.stderr.write(`time=${new Date().toISOString()} level=${level} event=${event}${kv ? ` ${kv}` : ''}\n`);
+  }
+}
+
+function humanLine(level: LogLevel, event: string, entries: [string, unknown][]): string {
+  const message = entries.find(([k]) => k === 'message')?.[1];
+  const rest = entries.filter(([k]) => k !== 'message').map(([k, v]) => `${k}=${v}`).join(' ');
+  const prefix = level === 'info' ? '' : `${level}: `;
+  return `${prefix}${message ?? event}${rest ? ` (${rest})` : ''}`;
+}
+
+function logfmtValue(value: unknown): string {
+  const text = String(value);
+  return /^[^\s"=]+$/.test(text) ? text : JSON.stringify(text);
+}
+
+/** A plain text table for terminals: columns padded to their widest cell. */
+export function formatTable(headers: string[], rows: (string | number | null | undefined)[][]): string {
+  const cells = rows.map((row) => row.map((cell) => (cell === null || cell === undefined ? '' : String(cell))));
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((row) => [...(row[i] ?? '')].length)));
+  const line = (row: string[]) => row.map((cell, i) => cell + ' '.repeat(Math.max(0, widths[i]! - [...cell].length))).join('  ').trimEnd();
+  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n') + '\n';
+}

@@ -1,0 +1,214 @@
+/**
+ * Settings are resolved once, at the boundary: flags, then environment variables, then an optional
+ * config file (`carepipe.config.json` or `--config`), then defaults. Nothing below the CLI reads
+ * process.env or process.argv.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CarepipeError } from './errors.js';
+
+export type Env = Record<string, string | undefined>;
+
+/** Flags every command accepts (see src/cli/common.ts). */
+export interface CommonFlags {
+  databaseUrl?: string;
+  dataDir?: string;
+  dbSchema?: string;
+  config?: string;
+  json?: boolean;
+  quiet?: boolean;
+  dryRun?: boolean;
+  wait?: boolean;
+  lang?: string;
+}
+
+export interface Settings {
+  /** A postgres:// URL when a server is used; undefined means the embedded PGlite database. */
+  databaseUrl?: string;
+  /** Folder of the embedded database. */
+  dataDir: string;
+  /** Schema to work in (created if missing); undefined means the connection's default. */
+  dbSchema?: string;
+  json: boolean;
+  quiet: boolean;
+  dryRun: boolean;
+  wait: boolean;
+  /** Message language: 'en' or 'fr'. */
+  lang: 'en' | 'fr';
+  /** Colour allowed on a TTY (NO_COLOR unset). */
+  color: boolean;
+  /** The config file that was read, if any. */
+  configFile?: string;
+  /** The whole config file, for command-specific sections (for example `backends.noteworth`). */
+  file: Record<string, unknown>;
+  /** The environment, kept so that command-specific settings resolve with the same precedence. */
+  env: Env;
+  cwd: string;
+}
+
+const CONFIG_FILE = 'carepipe.config.json';
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CarepipeError('CONFIG_INVALID', `cannot read config file ${file}: ${(err as Error).message}`, { file });
+  }
+  try {
+    const parsed = JSON.parse(text) as unknown;
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw new Error('the top level must be a JSON object');
+    }
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new CarepipeError('CONFIG_INVALID', `config file ${file} is not valid: ${(err as Error).message}`, { file });
+  }
+}
+
+function pickLang(value: string | undefined): 'en' | 'fr' | undefined {
+  if (!value) return undefined;
+  const lower = value.toLowerCase();
+  if (lower.startsWith('fr')) return 'fr';
+  if (lower.startsWith('en') || lower === 'c' || lower.startsWith('c.') || lower === 'posix') return 'en';
+  return undefined;
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+function bool(value: unknown): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'string') {
+    if (['1', 'true', 'yes', 'on'].includes(value.toLowerCase())) return true;
+    if (['0', 'false', 'no', 'off', ''].includes(value.toLowerCase())) return false;
+  }
+  return undefined;
+}
+
+export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Settings {
+  const explicitConfig = flags.config ?? env.CAREPIPE_CONFIG;
+  const configFile = explicitConfig
+    ? path.resolve(cwd, explicitConfig)
+    : existsSync(path.join(cwd, CONFIG_FILE))
+      ? path.join(cwd, CONFIG_FILE)
+      : undefined;
+  if (explicitConfig && !existsSync(configFile!)) {
+    throw new CarepipeError('CONFIG_INVALID', `config file ${configFile} does not exist`, { file: configFile });
+  }
+  const file = configFile ? readConfigFile(configFile) : {};
+
+  const databaseUrl = flags.databaseUrl ?? str(env.DATABASE_URL) ?? str(file.databaseUrl);
+  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new CarepipeError('CONFIG_INVALID', 'the database URL must start with postgres:// or postgresql://');
+  }
+  const home = path.resolve(cwd, str(env.CAREPIPE_HOME) ?? str(file.home) ?? '.carepipe');
+  const dataDir = path.resolve(cwd, flags.dataDir ?? str(env.CAREPIPE_DATA_DIR) ?? str(file.dataDir) ?? path.join(home, 'db'));
+  const dbSchema = flags.dbSchema ?? str(env.CAREPIPE_DB_SCHEMA) ?? str(file.dbSchema);
+  if (dbSchema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(dbSchema)) {
+    throw new CarepipeError('CONFIG_INVALID', `schema name '${dbSchema}' must be lower-case letters, digits and _`);
+  }
+
+  return {
+    databaseUrl,
+    dataDir,
+    dbSchema,
+    json: flags.json ?? bool(env.CAREPIPE_JSON) ?? bool(file.json) ?? false,
+    quiet: flags.quiet ?? bool(env.CAREPIPE_QUIET) ?? bool(file.quiet) ?? false,
+    dryRun: flags.dryRun ?? false,
+    wait: flags.wait ?? bool(env.CAREPIPE_WAIT) ?? false,
+    lang: pickLang(flags.lang) ?? pickLang(env.CAREPIPE_LANG) ?? pickLang(str(file.lang)) ?? pickLang(env.LC_ALL) ?? pickLang(env.LC_MESSAGES) ?? pickLang(env.LANG) ?? 'en',
+    color: env.NO_COLOR === undefined || env.NO_COLOR === '',
+    configFile,
+    file,
+    env,
+    cwd,
+  };
+}
+
+/**
+ * A command-specific setting: flag, then environment variable, then config file path, then default.
+ * `filePath` is a dotted path into the config file, for example `backends.noteworth.baseUrl`.
+ */
+export function setting(
+  settings: Settings,
+  flag: string | undefined,
+  envName: string | undefined,
+  filePath: string | undefined,
+  fallback?: string,
+): string | undefined {
+  if (flag !== undefined && flag !== '') return flag;
+  if (envName && str(settings.env[envName])) return settings.env[envName];
+  if (filePath) {
+    let node: unknown = settings.file;
+    for (const part of filePath.split('.')) {
+      node = node && typeof node === 'object' ? (node as Record<string, unknown>)[part] : undefined;
+    }
+    if (typeof node === 'string' || typeof node === 'number') return String(node);
+  }
+  return fallback;
+}
+
+const SECRET_KEY = /(token|secret|password|passwd|credential|apikey|api_key|private|pseudonym.?key|^key$)/i;
+
+/** Replace the password of a connection URL with `****`. */
+export function maskUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '****';
+    for (const key of [...parsed.searchParams.keys()]) {
+      if (SECRET_KEY.test(key)) parsed.searchParams.set(key, '****');
+    }
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:****@');
+  }
+}
+
+/** A deep copy with every secret-looking value masked: for `carepipe config`, the ledger and logs. */
+export function maskSecrets(value: unknown, key = ''): unknown {
+  if (SECRET_KEY.test(key) && value !== undefined && value !== null && value !== '') return '****';
+  if (typeof value === 'string') return /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? maskUrl(value) : value;
+  if (Array.isArray(value)) return value.map((item) => maskSecrets(item));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v, k)]));
+  }
+  return value;
+}
+
+/** Command arguments as recorded in the ledger: flags that carry secrets are masked. */
+export function redactArgs(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  let maskNext = false;
+  for (const arg of argv) {
+    if (maskNext) {
+      out.push('****');
+      maskNext = false;
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      const name = arg.slice(2, eq);
+      out.push(SECRET_KEY.test(name) ? `--${name}=****` : `--${name}=${maskSecrets(arg.slice(eq + 1))}`);
+      continue;
+    }
+    if (arg.startsWith('--') && SECRET_KEY.test(arg.slice(2))) {
+      out.push(arg);
+      maskNext = true;
+      continue;
+    }
+    out.push(String(maskSecrets(arg)));
+  }
+  return out;
+}
+
+/** The operating-system user running carepipe, for the ledger. */
+export function osUser(env: Env): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return env.USER ?? env.LOGNAME ?? 'unknown';
+  }
+}

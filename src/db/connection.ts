@@ -1,0 +1,162 @@
+/**
+ * One way to open the database, whichever it is: the embedded PGlite in a data folder (the default)
+ * or a Postgres server named by a URL. Both come back as a knex instance with the same type parsing,
+ * so the rest of carepipe never asks which one it has.
+ */
+import { mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import { CarepipeError } from '../errors.js';
+import { maskUrl, type Settings } from '../config.js';
+
+export type DatabaseKind = 'pglite' | 'postgres';
+
+export interface Database {
+  knex: Knex;
+  kind: DatabaseKind;
+  /** Where the data lives, with any password masked: safe to print. */
+  where: string;
+  /** The schema carepipe works in. */
+  schema: string;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** Wait for another process holding the embedded database instead of failing with exit 3. */
+  wait?: boolean;
+}
+
+/** In-memory embedded database, for tests and `--data-dir memory://`. */
+export const MEMORY = 'memory://';
+
+// Same parsing on both back ends: int8 as a JS number (counts, ids), date as its 'YYYY-MM-DD' text
+// (a Date would shift it by the local timezone), numeric kept as text so precision survives.
+const INT8 = 20;
+const DATE = 1082;
+const NUMERIC = 1700;
+const parsers: Record<number, (value: string) => unknown> = {
+  [INT8]: (value) => Number(value),
+  [DATE]: (value) => value,
+  [NUMERIC]: (value) => value,
+};
+
+// knex prints pool errors to the console itself; ours reach the user once, as a CarepipeError.
+const quietLog = { warn: () => undefined, error: () => undefined, deprecate: () => undefined, debug: () => undefined };
+
+/** libpq falls back to the operating-system user when the URL names none; pg needs it said. */
+function withDefaultUser(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.username) return url;
+  try {
+    parsed.username = os.userInfo().username;
+  } catch {
+    return url;
+  }
+  return parsed.toString();
+}
+
+export async function openDatabase(settings: Settings, options: OpenOptions = {}): Promise<Database> {
+  return settings.databaseUrl
+    ? openServer(settings.databaseUrl, settings.dbSchema)
+    : openEmbedded(settings.dataDir, settings.dbSchema, options);
+}
+
+async function openServer(url: string, schema: string | undefined): Promise<Database> {
+  const pg = await import('pg');
+  const types = {
+    getTypeParser: (oid: number, format?: string) =>
+      parsers[oid] ?? pg.default.types.getTypeParser(oid, format as 'text'),
+  };
+  const knex = knexFactory({
+    client: 'pg',
+    connection: { connectionString: withDefaultUser(url), types, application_name: 'carepipe' } as Knex.PgConnectionConfig,
+    log: quietLog,
+    pool: { min: 0, max: 4 },
+    searchPath: schema ? [schema] : undefined,
+  });
+  try {
+    if (schema) await knex.raw('create schema if not exists ??', [schema]);
+    const row = await knex.raw<{ rows: { schema: string }[] }>('select current_schema() as schema');
+    return {
+      knex,
+      kind: 'postgres',
+      where: maskUrl(url),
+      schema: row.rows[0]?.schema ?? 'public',
+      close: () => knex.destroy(),
+    };
+  } catch (err) {
+    await knex.destroy().catch(() => undefined);
+    throw new CarepipeError('DB_UNREACHABLE', `cannot reach the database at ${maskUrl(url)}: ${(err as Error).message}`, {
+      url: maskUrl(url),
+    }, { cause: err });
+  }
+}
+
+async function openEmbedded(dataDir: string, schema: string | undefined, options: OpenOptions): Promise<Database> {
+  const [{ PGlite }, { default: ClientPGLite }] = await Promise.all([import('@electric-sql/pglite'), import('knex-pglite')]);
+  const memory = dataDir === MEMORY;
+  let release: (() => Promise<void>) | undefined;
+  if (!memory) {
+    mkdirSync(dataDir, { recursive: true });
+    release = await lockDataDir(dataDir, options.wait ?? false);
+  }
+  try {
+    const pglite = new PGlite(memory ? undefined : dataDir, { parsers });
+    await pglite.waitReady;
+    const knex = knexFactory({
+      client: ClientPGLite as unknown as typeof Knex.Client,
+      connection: { pglite } as unknown as Knex.StaticConnectionConfig,
+      log: quietLog,
+      searchPath: schema ? [schema] : undefined,
+    });
+    if (schema) await knex.raw('create schema if not exists ??', [schema]);
+    return {
+      knex,
+      kind: 'pglite',
+      where: memory ? 'embedded (in memory)' : `embedded (${dataDir})`,
+      schema: schema ?? 'public',
+      close: async () => {
+        await knex.destroy();
+        await release?.();
+      },
+    };
+  } catch (err) {
+    await release?.();
+    throw new CarepipeError('DB_UNREACHABLE', `cannot open the embedded database in ${dataDir}: ${(err as Error).message}`, {
+      file: dataDir,
+    }, { cause: err });
+  }
+}
+
+/**
+ * PGlite is one process's database: a second process opening the same folder would corrupt it. A lock
+ * file beside the folder keeps it to one carepipe at a time; it is refreshed while held and counts as
+ * stale after 30 s without refresh, so a killed process cannot leave it behind for long.
+ */
+async function lockDataDir(dataDir: string, wait: boolean): Promise<() => Promise<void>> {
+  const lockfile = await import('proper-lockfile');
+  const lockfilePath = path.join(path.dirname(dataDir), `${path.basename(dataDir)}.lock`);
+  try {
+    const release = await lockfile.lock(dataDir, {
+      lockfilePath,
+      realpath: false,
+      stale: 30_000,
+      update: 10_000,
+      retries: wait ? { retries: 100_000, minTimeout: 200, maxTimeout: 2_000 } : 0,
+      onCompromised: () => undefined,
+    });
+    return async () => {
+      await release().catch(() => undefined);
+    };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOCKED') {
+      throw new CarepipeError(
+        'LOCKED',
+        `another carepipe run is using the embedded database in ${dataDir}; try again later or pass --wait`,
+        { file: dataDir },
+      );
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * What a FHIR reader yields, whatever the source (files, stdin, a FHIR server's search pages, a Bulk
+ * Data export): resources, deletions, records that could not be read, and checkpoints. Readers know
+ * nothing of Postgres; the ingest pipeline turns these into batches.
+ */
+import type { FhirResource } from 'fhir/r4.js';
+
+export interface Origin {
+  /** File path or URL. */
+  source: string;
+  /** 1-based line in an ndjson file. */
+  line?: number;
+  /** 0-based entry index in a Bundle. */
+  entry?: number;
+}
+
+export type FhirItem =
+  | (Origin & { kind: 'resource'; resource: FhirResource & { id: string } })
+  /** A Bundle entry with request.method = DELETE, or a server saying a resource is gone. */
+  | (Origin & { kind: 'delete'; resourceType: string; id: string })
+  /** A record that could not be read as a resource: it goes to rejects with this reason. */
+  | (Origin & { kind: 'invalid'; reasonCode: string; message: string; field?: string; raw?: string })
+  /**
+   * A point where the source can resume (the end of a search page, an export file). The pipeline
+   * commits what came before it, and stores `state` in the same transaction.
+   */
+  | (Origin & { kind: 'checkpoint'; key: string; state: unknown });

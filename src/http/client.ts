@@ -1,0 +1,115 @@
+/**
+ * One HTTP request with a timeout, its failure sorted into retryable or final, and the same wrapped in
+ * the retry layer. Used by every remote reader; they add authentication and parsing on top.
+ */
+import { CarepipeError } from '../errors.js';
+import { parseRetryAfter, RetryableError, withRetry, type RetryOptions } from './retry.js';
+
+export interface HttpResponse {
+  status: number;
+  headers: Headers;
+  text: string;
+  url: string;
+}
+
+export interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  /** Abort the attempt after this long without a complete response (default 10 s). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Statuses handed back to the caller instead of thrown (for example 401 for re-authentication). */
+  passStatuses?: number[];
+}
+
+/** Status codes worth another attempt. 401 is the caller's business (refresh the token). */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** A URL as it may appear in logs: no credentials, no query values that look like secrets. */
+export function safeUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.username = '';
+    parsed.password = '';
+    for (const key of [...parsed.searchParams.keys()]) {
+      if (/token|secret|key|password|code/i.test(key)) parsed.searchParams.set(key, '****');
+    }
+    return parsed.toString();
+  } catch {
+    return '<invalid url>';
+  }
+}
+
+/** One attempt. Throws RetryableError or a final CarepipeError (SOURCE_FAILED / SOURCE_UNREACHABLE). */
+export async function requestOnce(url: string, options: RequestOptions = {}): Promise<HttpResponse> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeout = AbortSignal.timeout(timeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  let response: Response;
+  let text: string;
+  try {
+    response = await fetch(url, { method: options.method ?? 'GET', headers: options.headers, body: options.body, signal });
+    text = await response.text();
+  } catch (err) {
+    if (options.signal?.aborted) throw options.signal.reason;
+    if (timeout.aborted) throw new RetryableError(`timeout after ${timeoutMs} ms`);
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new RetryableError(`network error: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+  }
+  const result: HttpResponse = { status: response.status, headers: response.headers, text, url };
+  if (response.ok || options.passStatuses?.includes(response.status)) return result;
+  if (isRetryableStatus(response.status)) {
+    throw new RetryableError(`HTTP ${response.status}`, response.status, parseRetryAfter(response.headers.get('retry-after')));
+  }
+  throw new CarepipeError(
+    'SOURCE_FAILED',
+    `${options.method ?? 'GET'} ${safeUrl(url)} answered HTTP ${response.status}${describeBody(text)}`,
+    { url: safeUrl(url), status: response.status },
+  );
+}
+
+/** The server's own words for an error: an OperationOutcome's diagnostics, a JSON message, or short text. */
+export function describeBody(text: string): string {
+  const trimmed = text.trim();
+  if (!trimmed) return '';
+  try {
+    const body = JSON.parse(trimmed) as Record<string, unknown>;
+    if (body.resourceType === 'OperationOutcome' && Array.isArray(body.issue)) {
+      const issues = (body.issue as { diagnostics?: string; details?: { text?: string }; code?: string }[])
+        .map((i) => i.diagnostics ?? i.details?.text ?? i.code)
+        .filter(Boolean);
+      if (issues.length) return `: ${issues.join('; ')}`;
+    }
+    const message = (body.message ?? (body.error as { message?: string } | undefined)?.message ?? body.error) as unknown;
+    if (typeof message === 'string') return `: ${message}`;
+  } catch {
+    // not JSON: fall through to the text itself
+  }
+  return `: ${trimmed.slice(0, 200)}`;
+}
+
+/** A request with retries; `parse` turns the body into data and throws RetryableError for a cut body. */
+export async function request<T = HttpResponse>(
+  url: string,
+  options: RequestOptions & Omit<RetryOptions, 'what'> & { parse?: (response: HttpResponse) => T },
+): Promise<T> {
+  return withRetry(
+    async () => {
+      const response = await requestOnce(url, options);
+      return options.parse ? options.parse(response) : (response as unknown as T);
+    },
+    { ...options, what: `${options.method ?? 'GET'} ${safeUrl(url)}` },
+  );
+}
+
+/** Parse a JSON body; a cut or malformed body is a retryable failure, never data. */
+export function parseJsonBody<T = unknown>(response: HttpResponse): T {
+  try {
+    return JSON.parse(response.text) as T;
+  } catch {
+    throw new RetryableError('malformed JSON body', response.status);
+  }
+}
