@@ -3,6 +3,7 @@
  * treatments; a column with no declared treatment is refused there rather than leaked. Each domain
  * declares its own tables (`src/<domain>/export.ts`) and src/export/sources.ts collects them.
  */
+import type { Knex } from 'knex';
 
 /**
  * - `keep`: not identifying; passed through.
@@ -23,4 +24,18 @@ export interface SourceDeclaration {
   lastUpdatedColumn?: string;
   /** Every column, in export order, with its research-profile treatment. */
   columns: Record<string, Treatment>;
+  /** A computed source (for example missed-appointments): its SQL from the export parameters. */
+  query?(params: ExportParams): { sql: string; bindings: unknown[] };
+  /** Draws a chart of the source to `file` (.svg or .png) when `--chart FILE` is given. */
+  chart?(knex: Knex, params: ExportParams, file: string): Promise<void>;
+}
+
+/** Parameters of computed sources, from `export-csv` flags. */
+export interface ExportParams {
+  by?: string;
+  period?: string;
+  from?: string;
+  to?: string;
+  /** The run's clock, so figures are reproducible in tests. */
+  now?: Date;
 }
