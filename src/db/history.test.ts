@@ -63,7 +63,10 @@ for (const backend of BACKENDS) {
         ['I', 'ingest-fhir', 'alice'],
         ['U', 'ingest-fhir', 'bob'],
       ]);
-      expect(diffRow(changes[1]!.before, changes[1]!.after).map(([column]) => column)).toEqual(['resource', 'content_hash']);
+      expect(diffRow(changes[1]!.before, changes[1]!.after)).toEqual([
+        { path: 'resource.name[0].family', before: 'Smith', after: 'Smyth' },
+        { path: 'content_hash', before: 'Smith', after: 'Smyth' },
+      ]);
     });
 
     it('a batch that rolls back leaves neither rows nor history', async () => {

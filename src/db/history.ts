@@ -259,14 +259,72 @@ export async function rowHistory(knex: Knex, table: string, key: string): Promis
     );
 }
 
-/** Column-level differences between two row images: [column, before, after] for each changed column. */
-export function diffRow(before: Record<string, unknown> | null, after: Record<string, unknown> | null): [string, unknown, unknown][] {
-  const columns = new Set([...Object.keys(before ?? {}), ...Object.keys(after ?? {})]);
-  const out: [string, unknown, unknown][] = [];
-  for (const column of columns) {
-    const b = before?.[column];
-    const a = after?.[column];
-    if (JSON.stringify(b) !== JSON.stringify(a)) out.push([column, b, a]);
-  }
+/** One difference between two row images: a column, or a path inside a jsonb column (`resource.name[0].family`). */
+export interface FieldChange {
+  path: string;
+  before?: unknown;
+  after?: unknown;
+}
+
+/**
+ * The differences between two row images, down to the leaves of jsonb values, so that a changed
+ * FHIR resource shows the one field that changed rather than two whole resources.
+ */
+export function diffRow(before: Record<string, unknown> | null, after: Record<string, unknown> | null): FieldChange[] {
+  const out: FieldChange[] = [];
+  diffValue('', before ?? undefined, after ?? undefined, out);
   return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** A non-empty object or array: shown leaf by leaf when added or removed whole. */
+function isContainer(v: unknown): boolean {
+  return (Array.isArray(v) && v.length > 0) || (isObject(v) && Object.keys(v).length > 0);
+}
+
+function diffValue(path: string, before: unknown, after: unknown, out: FieldChange[]): void {
+  if (isObject(before) && isObject(after)) {
+    for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+      diffValue(path ? `${path}.${key}` : key, before[key], after[key], out);
+    }
+  } else if (Array.isArray(before) && Array.isArray(after)) {
+    for (let i = 0; i < Math.max(before.length, after.length); i++) diffValue(`${path}[${i}]`, before[i], after[i], out);
+  } else if (before === undefined && isContainer(after)) {
+    diffValue(path, Array.isArray(after) ? [] : {}, after, out);
+  } else if (after === undefined && isContainer(before)) {
+    diffValue(path, before, Array.isArray(before) ? [] : {}, out);
+  } else if (JSON.stringify(before) !== JSON.stringify(after)) {
+    const change: FieldChange = { path };
+    if (before !== undefined) change.before = before;
+    if (after !== undefined) change.after = after;
+    out.push(change);
+  }
+}
+
+const OPERATION_NAMES: Record<HistoryOperation, string> = { I: 'insert', U: 'update', D: 'delete' };
+
+function iso(d: Date | null): string {
+  return d ? d.toISOString().replace(/\.\d+Z$/, 'Z') : '';
+}
+
+/** The changes of one row as text for people: one header per change, then its fields, + - ~. */
+export function formatChanges(changes: RowChange[], options: { color?: boolean } = {}): string {
+  const paint = (code: number, text: string) => (options.color ? `\u001b[${code}m${text}\u001b[0m` : text);
+  const show = (v: unknown) => JSON.stringify(v);
+  const lines: string[] = [];
+  for (const change of changes) {
+    const run = change.run_id === null
+      ? 'outside any carepipe run'
+      : `run ${change.run_id}${change.run_command ? ` ${[change.run_command, ...(change.run_arguments ?? [])].join(' ')}` : ''}${change.run_user ? ` by ${change.run_user}` : ''}${change.run_started_at ? ` at ${iso(change.run_started_at)}` : ''}`;
+    lines.push(paint(1, `${iso(change.changed_at)}  ${OPERATION_NAMES[change.operation]}  ${run} (db user ${change.db_user})`));
+    for (const field of diffRow(change.before, change.after)) {
+      if (!('before' in field)) lines.push(paint(32, `  + ${field.path}: ${show(field.after)}`));
+      else if (!('after' in field)) lines.push(paint(31, `  - ${field.path}: ${show(field.before)}`));
+      else lines.push(paint(33, `  ~ ${field.path}: ${show(field.before)} → ${show(field.after)}`));
+    }
+  }
+  return lines.join('\n');
 }
