@@ -22,9 +22,9 @@ for (const backend of BACKENDS) {
       const { knex } = ctx.db;
       const runs: number[] = [];
       for (const [user, work] of [
-        ['alice', (trx: typeof knex) => trx('fhir_resources').insert(patient('Smith'))],
-        ['bob', (trx: typeof knex) => trx('fhir_resources').where({ id: 'p1' }).update(patient('Smyth'))],
-        ['carol', (trx: typeof knex) => trx('fhir_resources').where({ id: 'p1' }).delete()],
+        ['alice', async (trx: typeof knex) => void (await trx('fhir_resources').insert(patient('Smith')))],
+        ['bob', async (trx: typeof knex) => void (await trx('fhir_resources').where({ id: 'p1' }).update(patient('Smyth')))],
+        ['carol', async (trx: typeof knex) => void (await trx('fhir_resources').where({ id: 'p1' }).delete())],
       ] as const) {
         const ledger = await RunLedger.start(knex, { command: 'ingest-fhir', args: [`${user}.ndjson`], user });
         await inRunTransaction(knex, ledger, work);
