@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
 import { BACKENDS, useTestDatabase } from '../../test/helpers/db.js';
 import { attachHistory, diffRow, rowHistory } from './history.js';
+import { migrateLatest, migrateRollback } from './migrations.js';
 import { RunLedger } from './ledger.js';
 import { inRunTransaction } from './transaction.js';
 
@@ -141,6 +142,35 @@ for (const backend of BACKENDS) {
         ['Observation/o1', 'U', '80', '85'],
       ]);
       expect(rows.every((r) => r.run_id === ledger.id)).toBe(true);
+    });
+
+    it('the migration attaches whichever clinical and flat tables exist when it runs', async () => {
+      const { knex } = ctx.db;
+      // roll back (the history migrations with the rest of their batch), add tables that other
+      // migrations would make, migrate again
+      while (((await knex('knex_migrations').pluck('name')) as string[]).some((n) => n >= '20261123_600')) await migrateRollback(ctx.db);
+      expect((await knex.raw(`select to_regclass('row_history')::text as t`)).rows[0].t).toBeNull();
+      await knex.schema.createTable('patients', (t) => {
+        t.text('source').notNullable();
+        t.text('patient_id').notNullable();
+        t.primary(['source', 'patient_id']);
+      });
+      await knex.schema.createTable('encounter', (t) => {
+        t.text('_resource_type').notNullable();
+        t.text('_resource_id').notNullable();
+        t.text('status');
+      });
+      await migrateLatest(ctx.db);
+      const attached = await knex('row_history_tables').orderBy('table_name').select('table_name', 'key_columns');
+      expect(attached).toEqual([
+        { table_name: 'encounter', key_columns: ['_resource_type', '_resource_id'] },
+        { table_name: 'fhir_resources', key_columns: ['resource_type', 'id'] },
+        { table_name: 'patients', key_columns: ['source', 'patient_id'] },
+      ]);
+      await knex('patients').insert({ source: 'clinic-a', patient_id: '42' });
+      expect(await knex('row_history').select('table_name', 'row_key', 'operation')).toEqual([
+        { table_name: 'patients', row_key: 'clinic-a/42', operation: 'I' },
+      ]);
     });
 
     it('refuses a key with the wrong number of parts, naming the key columns', async () => {
