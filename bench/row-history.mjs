@@ -5,7 +5,7 @@
 // Prints one line per backend and mode, then one JSON line of figures (milliseconds).
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { openDatabase } from '../dist/src/db/connection.js';
+import { MEMORY, openDatabase } from '../dist/src/db/connection.js';
 import { migrateLatest } from '../dist/src/db/migrations.js';
 import { attachHistory } from '../dist/src/db/history.js';
 import { resolveSettings } from '../dist/src/config.js';
@@ -63,7 +63,10 @@ const figures = { rows: ROWS, rounds: ROUNDS };
 for (const backend of ['pglite', 'postgres']) {
   const schema = `bench_${randomBytes(4).toString('hex')}`;
   const settings =
-    backend === 'pglite' ? resolveSettings({ dataDir: 'memory://' }, {}, process.cwd()) : resolveSettings({ databaseUrl: url, dbSchema: schema }, {}, process.cwd());
+    backend === 'pglite'
+      ? // resolveSettings makes a path of --data-dir, so the in-memory database is asked for here
+        { ...resolveSettings({}, {}, process.cwd()), dataDir: MEMORY }
+      : resolveSettings({ databaseUrl: url, dbSchema: schema }, {}, process.cwd());
   const db = await openDatabase(settings);
   try {
     await migrateLatest(db);
