@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
 import { BACKENDS, useTestDatabase } from '../../test/helpers/db.js';
-import { attachHistory, diffRow, rowHistory } from './history.js';
+import { attachHistory, diffRow, ensureHistory, rowHistory } from './history.js';
 import { migrateLatest, migrateRollback } from './migrations.js';
 import { RunLedger } from './ledger.js';
 import { inRunTransaction } from './transaction.js';
@@ -115,7 +115,7 @@ for (const backend of BACKENDS) {
       expect(row.changed_at).toBeInstanceOf(Date);
     });
 
-    it('records a flat table keyed by resource, whose key is not unique, and attaching twice records once', async () => {
+    it('records a flat table keyed by resource, whose key is not unique, and attaching again records once', async () => {
       const { knex } = ctx.db;
       await knex.schema.createTable('observation_flat', (t) => {
         t.text('_resource_type').notNullable();
@@ -123,7 +123,9 @@ for (const backend of BACKENDS) {
         t.text('code');
         t.text('value');
       });
-      await attachHistory(knex, 'observation_flat', ['_resource_type', '_resource_id']);
+      // as ingest-fhir does for a --view table it creates: keyed by the bookkeeping columns
+      expect(await ensureHistory(knex, 'observation_flat')).toBe(true);
+      expect(await ensureHistory(knex, 'observation_flat')).toBe(false);
       await attachHistory(knex, 'observation_flat', ['_resource_type', '_resource_id']);
       const ledger = await RunLedger.start(knex, { command: 'ingest-fhir', args: [], user: 'alice' });
       await inRunTransaction(knex, ledger, async (trx) => {

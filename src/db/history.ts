@@ -179,6 +179,20 @@ export async function attachHistory(
   });
 }
 
+/**
+ * Attaches history to `table` unless it already has it, keyed by `keyColumns` or else by
+ * historyKeyColumns (primary key, else `_resource_type`/`_resource_id`). For writers that create tables
+ * at run time (ingest-fhir's `--view` tables): one cheap lookup when already attached. Returns whether
+ * it attached.
+ */
+export async function ensureHistory(knex: Knex, table: string, keyColumns?: string[]): Promise<boolean> {
+  if (await recordedKeyColumns(knex, table)) return false;
+  const keys = keyColumns ?? (await historyKeyColumns(knex, table));
+  if (keys.length === 0) throw new CarepipeError('INTERNAL', `ensureHistory(${table}): no primary key and no _resource_type/_resource_id columns`);
+  await attachHistory(knex, table, keys);
+  return true;
+}
+
 /** Stops recording `table` (its past history stays). */
 export async function detachHistory(knex: Knex, table: string): Promise<void> {
   if (await tableExists(knex, table)) {
