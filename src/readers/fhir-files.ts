@@ -355,7 +355,7 @@ class ContentReader {
         return this.invalid(
           origin,
           'UNRESOLVED_REFERENCE',
-          `${resourceType}/${id}: ${unresolved.length === 1 ? 'reference' : `${unresolved.length} references, first`} at ${unresolved[0]} is a urn:uuid that no entry of ${refs ? 'this Bundle' : 'a Bundle'} declares`,
+          `${unresolved.length === 1 ? 'the reference' : `${unresolved.length} references, the first`} at ${unresolved[0]} is a urn:uuid that no entry of ${refs ? 'this Bundle' : 'a Bundle'} declares`,
           unresolved[0],
           this.raw(value),
         );
