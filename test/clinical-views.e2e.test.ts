@@ -94,7 +94,7 @@ for (const backend of BACKENDS) {
       try {
         expect(await db2.knex('row_history').count({ n: '*' }).first()).toEqual(before);
         const perTable = await db2.knex('row_history').where({ run_id: second.run_id }).groupBy('table_name').orderBy('table_name').select('table_name').count({ n: '*' });
-        expect(perTable.map((r) => r.table_name)).toEqual(expect.arrayContaining(['codings', 'condition', 'fhir_resources']));
+        expect(perTable.map((r) => (r as { table_name: string }).table_name)).toEqual(expect.arrayContaining(['codings', 'condition', 'fhir_resources']));
       } finally {
         await db2.close();
       }
