@@ -484,7 +484,15 @@ function collectReference(entry: unknown, refs: Map<string, string>): void {
   const resource = entry.resource;
   if (!isObject(resource) || typeof resource.resourceType !== 'string') return;
   const id = typeof resource.id === 'string' ? resource.id : URN_UUID.exec(entry.fullUrl)?.[1];
-  if (id) refs.set(entry.fullUrl, `${resource.resourceType}/${id}`);
+  if (id) refs.set(copyString(entry.fullUrl), copyString(`${resource.resourceType}/${id}`));
+}
+
+/**
+ * A string that shares no memory with the one given. Strings cut from a streamed chunk keep the whole
+ * chunk alive; the fullUrl map lives as long as the Bundle, so it must not hold every chunk of it.
+ */
+function copyString(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
 }
 
 /** Rewrites every `reference: "urn:uuid:…"` found in refs; collects the paths of those not found. */
