@@ -13,7 +13,7 @@ import { inRunTransaction } from '../db/transaction.js';
 import { isMappingIssue, mapResource, viewsByResourceType, type MappedResource } from '../mappers/fhir-views.js';
 import { replaceRecordRows, type RecordKey } from '../writers/flat-table.js';
 import { markDeleted, mergeDocuments } from '../writers/resource-store.js';
-import type { Row } from '../writers/rows.js';
+import type { Row } from '../writers/json-rows.js';
 import type { FhirItem, Origin } from './input.js';
 import { tablesOf, type FlatView } from './views.js';
 

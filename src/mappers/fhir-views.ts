@@ -7,7 +7,7 @@ import type { FhirResource } from 'fhir/r4.js';
 import { isCarepipeError } from '../errors.js';
 import type { FlatView } from '../fhir/views.js';
 import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN } from '../writers/flat-table.js';
-import type { Row } from '../writers/rows.js';
+import type { Row } from '../writers/json-rows.js';
 import type { StoredDocument } from '../writers/resource-store.js';
 
 export interface MappedResource {

@@ -5,7 +5,7 @@
  */
 import type { Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
-import { insertRows, recordset, type Row } from './rows.js';
+import { insertRows, recordset, type Row } from './json-rows.js';
 
 export type ColumnSqlType = 'boolean' | 'integer' | 'bigint' | 'bytea' | 'timestamptz' | 'text' | 'jsonb';
 

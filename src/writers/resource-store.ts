@@ -9,7 +9,7 @@
  */
 import type { Knex } from 'knex';
 import type { RecordKey, TableColumn } from './flat-table.js';
-import { insertRows, RawJson, recordset } from './rows.js';
+import { insertRows, RawJson, recordset } from './json-rows.js';
 
 export interface StoredDocument {
   type: string;

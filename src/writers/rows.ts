@@ -1,71 +1,97 @@
 /**
- * Moving many rows into Postgres at once, the same way on both back ends. One statement per chunk:
- * the rows travel as a single JSON text parameter that Postgres unpacks with json_to_recordset, so a
- * batch costs one round trip and one parameter whatever its size (a 1,000-row multi-row VALUES list
- * needs 1,000 × columns parameters, which PGlite and pg both bind one by one).
- *
- * This is the one place to change for COPY: on a server, `copyRows` could stream the same rows through
- * pg-copy-streams into the staging table; the callers would not change.
+ * Rows to a text stream, for people and for other programs: ndjson (one JSON object per row, keys in
+ * column order), CSV (csv-stringify, header row always, even with no rows), or a text table. A writer
+ * knows columns and values, nothing of where the rows come from. Back-pressure: `write` resolves once
+ * the stream has room.
  */
-import type { Knex } from 'knex';
-import type { TableColumn } from './flat-table.js';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import { stringify } from 'csv-stringify/sync';
+import { formatTable } from '../cli/output.js';
 
-/** Rows as objects keyed by column name; Buffers for bytea, plain JSON values for jsonb. */
-export type Row = Record<string, unknown>;
+export type RowFormat = 'ndjson' | 'csv' | 'table';
+export const ROW_FORMATS: readonly RowFormat[] = ['ndjson', 'csv', 'table'];
 
-/** Characters of JSON per statement: large enough to amortise the round trip, small enough to stay out of Postgres' 1 GB limits. */
-const MAX_CHUNK_CHARS = 32 * 1024 * 1024;
-
-function quote(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
+export interface RowColumn {
+  name: string;
 }
 
-/** One row as a JSON object; RawJson values are spliced in as they are. */
-function encode(row: Row, columns: TableColumn[]): string {
-  const parts: string[] = [];
-  for (const c of columns) {
-    const v = row[c.name];
-    if (v === undefined || v === null) continue;
-    const json = v instanceof RawJson ? v.json : JSON.stringify(Buffer.isBuffer(v) ? `\\x${v.toString('hex')}` : v);
-    parts.push(`${JSON.stringify(c.name)}:${json}`);
-  }
-  return `{${parts.join(',')}}`;
+export interface RowWriter {
+  write(row: Record<string, unknown>): Promise<void>;
+  /** Flushes what is buffered (the table's last rows; the CSV header when there were no rows). */
+  end(): Promise<void>;
 }
 
-/** A JSON text for a json/jsonb column, spliced into the batch as is instead of being stringified again. */
-export class RawJson {
-  constructor(readonly json: string) {}
-}
+/** Rows of a table printed together: column widths are computed per block so memory stays bounded. */
+const TABLE_BLOCK = 1000;
 
-/** `json_to_recordset(?::json) as r("a" text, …)` for these columns. */
-export function recordset(columns: TableColumn[], alias = 'r'): string {
-  return `json_to_recordset(?::json) as ${alias}(${columns.map((c) => `${quote(c.name)} ${c.sqlType}`).join(', ')})`;
-}
-
-/** Inserts `rows` into `table`, in as few statements as the chunk limit allows. Returns the number of rows. */
-export async function insertRows(
-  trx: Knex | Knex.Transaction,
-  table: string,
-  columns: TableColumn[],
-  rows: Row[],
-): Promise<number> {
-  if (rows.length === 0) return 0;
-  const names = columns.map((c) => quote(c.name)).join(', ');
-  const sql = `insert into ${quote(table)} (${names}) select ${names} from ${recordset(columns)}`;
-  let chunk: string[] = [];
-  let chars = 0;
-  const send = async () => {
-    if (chunk.length === 0) return;
-    await trx.raw(sql, [`[${chunk.join(',')}]`]);
-    chunk = [];
-    chars = 0;
+/** `signal`: stop waiting for room (e.g. the reader of stdout went away). */
+export function rowWriter(format: RowFormat, columns: readonly RowColumn[], out: Writable, options: { signal?: AbortSignal } = {}): RowWriter {
+  const names = columns.map((c) => c.name);
+  const put = async (text: string) => {
+    options.signal?.throwIfAborted();
+    if (!out.write(text)) await once(out, 'drain', { signal: options.signal });
   };
-  for (const row of rows) {
-    const json = encode(row, columns);
-    if (chars + json.length > MAX_CHUNK_CHARS) await send();
-    chunk.push(json);
-    chars += json.length + 1;
+  switch (format) {
+    case 'ndjson':
+      return {
+        write: (row) => put(`${JSON.stringify(row, jsonValue)}\n`),
+        end: async () => undefined,
+      };
+    case 'csv': {
+      let header = true;
+      const line = (cells: unknown[]) => stringify([cells], { cast: { boolean: (b) => String(b), date: (d) => d.toISOString() } });
+      return {
+        write: async (row) => {
+          if (header) {
+            header = false;
+            await put(line(names));
+          }
+          await put(line(names.map((n) => csvCell(row[n]))));
+        },
+        end: async () => {
+          if (header) await put(line(names));
+        },
+      };
+    }
+    case 'table': {
+      let block: (string | null)[][] = [];
+      let printed = false;
+      const flush = async () => {
+        printed = true;
+        await put(formatTable(names, block));
+        block = [];
+      };
+      return {
+        write: async (row) => {
+          block.push(names.map((n) => textCell(row[n])));
+          if (block.length >= TABLE_BLOCK) await flush();
+        },
+        end: async () => {
+          if (block.length > 0 || !printed) await flush();
+        },
+      };
+    }
   }
-  await send();
-  return rows.length;
+}
+
+/** JSON.stringify replacer: binary columns as base64 text. */
+function jsonValue(this: unknown, _key: string, value: unknown): unknown {
+  if (value && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
+    return Buffer.from((value as { data: number[] }).data).toString('base64');
+  }
+  return value;
+}
+
+/** A CSV cell: null empty, binary as base64, lists and objects as JSON text. */
+function csvCell(value: unknown): unknown {
+  if (value === null || value === undefined) return null;
+  if (Buffer.isBuffer(value)) return value.toString('base64');
+  if (typeof value === 'object') return JSON.stringify(value, jsonValue);
+  return value;
+}
+
+function textCell(value: unknown): string | null {
+  const cell = csvCell(value);
+  return cell === null ? null : String(cell);
 }
