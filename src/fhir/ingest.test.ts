@@ -14,7 +14,7 @@ async function* itemsOf(list: FhirItem[]): AsyncIterable<FhirItem> {
 }
 
 function patient(id: string, extra: Record<string, unknown> = {}) {
-  return { kind: 'resource' as const, source: 'mem.ndjson', line: 1, resource: { resourceType: 'Patient' as const, id, gender: 'female', ...extra } };
+  return { kind: 'resource', source: 'mem.ndjson', line: 1, resource: { resourceType: 'Patient', id, gender: 'female', ...extra } } as Extract<FhirItem, { kind: 'resource' }>;
 }
 
 describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
@@ -22,7 +22,7 @@ describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
 
   async function run(list: FhirItem[], options: Partial<IngestOptions> = {}) {
     const ledger = options.ledger ?? (await RunLedger.start(ctx.db.knex, { command: 'ingest-fhir', args: [], user: 'test' }));
-    const result = await ingestFhir(itemsOf(list), { knex: ctx.db.knex, ledger, views, batchSize: 2, ...options });
+    const result = await ingestFhir(itemsOf(list), { knex: ctx.db.knex, kind: ctx.db.kind, ledger, views, batchSize: 2, ...options });
     return { result, ledger };
   }
   const patients = () => ctx.db.knex('patient').select('id', 'gender', 'birth_date').orderBy('id');

@@ -8,6 +8,7 @@
  * works on the other core meanwhile); at most two batches are held in memory.
  */
 import type { Knex } from 'knex';
+import type { DatabaseKind } from '../db/connection.js';
 import type { RejectRecord, RunLedger } from '../db/ledger.js';
 import { inRunTransaction } from '../db/transaction.js';
 import { isMappingIssue, mapResource, viewsByResourceType, type MappedResource } from '../mappers/fhir-views.js';
@@ -40,6 +41,8 @@ export interface IngestProgress {
 
 export interface IngestOptions {
   knex: Knex;
+  /** Which back end: COPY on a server, JSON recordsets on PGlite. */
+  kind: DatabaseKind;
   ledger: RunLedger;
   views: readonly FlatView[];
   /**
@@ -111,6 +114,7 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
     const deletes = [...batch.items.values()].filter((p) => p.kind === 'delete').map((p) => p.key);
     const written = await mergeDocuments(
       trx,
+      options.kind,
       RESOURCES_TABLE,
       resources.map((p) => ({ ...p.mapped.document, source: p.origin.source })),
       runId,
@@ -124,7 +128,7 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
       if (keys.length === 0) continue;
       const rows: Row[] = [];
       for (const p of resources) if (writtenSet.has(keyOf(p.key))) rows.push(...(p.mapped.rows.get(table.table) ?? []));
-      await replaceRecordRows(trx, table, keys, rows);
+      await replaceRecordRows(trx, options.kind, table, keys, rows);
     }
     if (batch.rejects.length > 0) await ledger.rejectMany(batch.rejects.map((r) => r.record), trx);
     for (const checkpoint of batch.checkpoints) await options.onCheckpoint?.(trx, checkpoint, runId);

@@ -5,7 +5,8 @@
  */
 import type { Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
-import { insertRows, recordset, type Row } from './json-rows.js';
+import type { DatabaseKind } from '../db/connection.js';
+import { recordset, writeRows, type Row } from './json-rows.js';
 
 export type ColumnSqlType = 'boolean' | 'integer' | 'bigint' | 'bytea' | 'timestamptz' | 'text' | 'jsonb';
 
@@ -89,6 +90,7 @@ export interface RecordKey {
  */
 export async function replaceRecordRows(
   trx: Knex.Transaction,
+  kind: DatabaseKind,
   spec: TableSpec,
   keys: RecordKey[],
   rows: Row[],
@@ -100,7 +102,7 @@ export async function replaceRecordRows(
       [spec.table, JSON.stringify(keys)],
     );
   }
-  await insertRows(trx, spec.table, [...spec.columns, ...BOOKKEEPING], rows);
+  await writeRows(trx, kind, spec.table, [...spec.columns, ...BOOKKEEPING], rows);
 }
 
 const BOOKKEEPING: TableColumn[] = [

@@ -4,10 +4,12 @@
  * batch costs one round trip and one parameter whatever its size (a 1,000-row multi-row VALUES list
  * needs 1,000 × columns parameters, which PGlite and pg both bind one by one).
  *
- * This is the one place to change for COPY: on a server, `copyRows` could stream the same rows through
- * pg-copy-streams into the staging table; the callers would not change.
+ * On a Postgres server `writeRows` goes through COPY instead (copy.ts, pg-copy-streams): the fastest
+ * path there. On PGlite there is no COPY FROM STDIN; one JSON parameter per chunk is what is cheapest.
  */
 import type { Knex } from 'knex';
+import type { DatabaseKind } from '../db/connection.js';
+import { bulkInsert } from './copy.js';
 import type { TableColumn } from './flat-table.js';
 
 /** Rows as objects keyed by column name; Buffers for bytea, plain JSON values for jsonb. */
@@ -68,4 +70,32 @@ export async function insertRows(
   }
   await send();
   return rows.length;
+}
+
+/** Inserts `rows` the fastest way the back end allows: COPY on a server, JSON recordsets on PGlite. */
+export async function writeRows(
+  trx: Knex | Knex.Transaction,
+  kind: DatabaseKind,
+  table: string,
+  columns: TableColumn[],
+  rows: Row[],
+): Promise<number> {
+  if (rows.length === 0) return 0;
+  if (kind === 'pglite') return insertRows(trx, table, columns, rows);
+  return bulkInsert(
+    trx,
+    kind,
+    table,
+    columns.map((c) => c.name),
+    rows.map((row) =>
+      columns.map((c) => {
+        const v = row[c.name];
+        if (v instanceof RawJson) return v.json;
+        if (Buffer.isBuffer(v)) return `\\x${v.toString('hex')}`;
+        // jsonb values (objects, lists, but also a bare string or number) go as JSON text
+        if (c.sqlType === 'jsonb' && v !== null && v !== undefined) return JSON.stringify(v);
+        return v;
+      }),
+    ),
+  );
 }

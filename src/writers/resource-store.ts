@@ -9,7 +9,8 @@
  */
 import type { Knex } from 'knex';
 import type { RecordKey, TableColumn } from './flat-table.js';
-import { insertRows, RawJson, recordset } from './json-rows.js';
+import type { DatabaseKind } from '../db/connection.js';
+import { RawJson, recordset, writeRows } from './json-rows.js';
 
 export interface StoredDocument {
   type: string;
@@ -64,6 +65,7 @@ export function isOlder(a: Pick<StoredDocument, 'lastUpdated' | 'versionId'>, b:
  */
 export async function mergeDocuments(
   trx: Knex.Transaction,
+  kind: DatabaseKind,
   table: string,
   documents: StoredDocument[],
   runId: number | null,
@@ -72,8 +74,9 @@ export async function mergeDocuments(
   await trx.raw(
     `create temp table if not exists ${STAGE} (${STAGE_COLUMNS.map((c) => `"${c.name}" ${c.sqlType}`).join(', ')}) on commit delete rows`,
   );
-  await insertRows(
+  await writeRows(
     trx,
+    kind,
     STAGE,
     STAGE_COLUMNS,
     documents.map((d) => ({
