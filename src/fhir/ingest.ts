@@ -55,6 +55,8 @@ export interface IngestOptions {
   onCheckpoint?: CheckpointHandler;
   signal?: AbortSignal;
   onProgress?: (progress: IngestProgress) => void;
+  /** Told of each reject once its batch is committed. */
+  onReject?: (reject: RejectRecord) => void;
   /**
    * Runs every batch in this transaction (as a savepoint) instead of its own: --dry-run passes one
    * that it rolls back at the end, so the counts are exact and nothing stays.
@@ -172,7 +174,10 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
       else if (outcome.deleted.has(k)) c.deleted += 1;
       else c.unchanged += 1;
     }
-    for (const r of batch.rejects) countsOf(r.type).rejected += 1;
+    for (const r of batch.rejects) {
+      countsOf(r.type).rejected += 1;
+      options.onReject?.(r.record);
+    }
     checkpoints += batch.checkpoints.length;
     options.onProgress?.(progress());
   }
