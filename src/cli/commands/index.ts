@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CliState } from '../common.js';
 import { registerConfig } from './config.js';
+import { registerHistory } from './history.js';
 import { registerIngestFhir } from './ingest-fhir.js';
 import { registerMigrate } from './migrate.js';
 import { registerRuns } from './runs.js';
@@ -9,4 +10,11 @@ import { registerView } from './view.js';
 export type RegisterCommand = (program: Command, state: CliState) => void;
 
 /** Every command, in the order `carepipe --help` lists them. */
-export const commands: RegisterCommand[] = [registerMigrate, registerRuns, registerConfig, registerView, registerIngestFhir];
+export const commands: RegisterCommand[] = [
+  registerMigrate,
+  registerRuns,
+  registerConfig,
+  registerIngestFhir,
+  registerView,
+  registerHistory,
+];
