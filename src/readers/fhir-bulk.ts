@@ -6,16 +6,17 @@
  * type stores the export's transactionTime as the cursor, so the next run asks `_since` that instant.
  */
 import { Readable } from 'node:stream';
-import { createInterface } from 'node:readline';
 import { CarepipeError } from '../errors.js';
 import { safeUrl } from '../http/client.js';
 import { backoffMs, DEFAULT_RETRY, RetryableError } from '../http/retry.js';
 import type { FhirItem } from '../fhir/input.js';
+import { ReasonCodes } from './fhir-files.js';
+import { readLines } from './ndjson.js';
 import { classify, emptyServerStats, HttpStatusError, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
 import { normalizeBaseUrl, searchCheckpointKey, type SearchState } from './fhir-search.js';
 
-/** Turns an ndjson byte stream into items with 1-based line numbers (the file reader's ndjson path). */
-export type NdjsonReader = (input: Readable, source: string) => AsyncIterable<FhirItem>;
+/** Turns an ndjson byte stream into items with 1-based line numbers. */
+export type NdjsonReader = (input: Readable, source: string, signal?: AbortSignal) => AsyncIterable<FhirItem>;
 
 export interface BulkReaderOptions extends Omit<ServerCallOptions, 'stats'> {
   baseUrl: string;
@@ -34,7 +35,7 @@ export interface BulkReaderOptions extends Omit<ServerCallOptions, 'stats'> {
   exportTimeoutMs?: number;
   onProgress?: (progress: string) => void;
   onWarning?: (message: string) => void;
-  /** The ndjson path of the file readers; a minimal line reader by default. */
+  /** How output files are read (default readNdjsonLines). */
   readNdjson?: NdjsonReader;
   stats?: ServerReadStats;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -55,26 +56,34 @@ function sleepFor(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** A minimal ndjson reader: one resource per line, unreadable lines as invalid items. */
-export async function* readNdjsonLines(input: Readable, source: string): AsyncGenerator<FhirItem> {
-  let line = 0;
-  for await (const text of createInterface({ input, crlfDelay: Infinity })) {
-    line++;
+/** ndjson bytes → items, through the file readers' line reader; unreadable lines become invalid items with their reason codes. */
+export async function* readNdjsonLines(input: Readable, source: string, signal?: AbortSignal): AsyncGenerator<FhirItem> {
+  for await (const { line, text } of readLines(input, { signal })) {
     if (!text.trim()) continue;
     let value: { resourceType?: unknown; id?: unknown };
     try {
       value = JSON.parse(text) as typeof value;
     } catch (err) {
-      yield { kind: 'invalid', source, line, reasonCode: 'JSON_INVALID', message: (err as Error).message, raw: text.slice(0, 10_000) };
+      yield { kind: 'invalid', source, line, reasonCode: ReasonCodes.INVALID_JSON, message: (err as Error).message, raw: text.slice(0, MAX_RAW) };
       continue;
     }
-    if (typeof value?.resourceType !== 'string' || typeof value.id !== 'string' || !value.id) {
-      yield { kind: 'invalid', source, line, reasonCode: 'RESOURCE_INVALID', message: 'a resource needs resourceType and id', field: typeof value?.resourceType !== 'string' ? 'resourceType' : 'id', raw: text.slice(0, 10_000) };
+    const problem =
+      value === null || typeof value !== 'object' || Array.isArray(value)
+        ? ([ReasonCodes.NOT_A_RESOURCE, 'expected a FHIR resource (a JSON object)', undefined] as const)
+        : typeof value.resourceType !== 'string'
+          ? ([ReasonCodes.MISSING_RESOURCE_TYPE, 'the resource has no resourceType', 'resourceType'] as const)
+          : typeof value.id !== 'string' || !value.id
+            ? ([ReasonCodes.MISSING_ID, `the ${value.resourceType} has no id`, 'id'] as const)
+            : undefined;
+    if (problem) {
+      yield { kind: 'invalid', source, line, reasonCode: problem[0], message: problem[1], ...(problem[2] ? { field: problem[2] } : {}), raw: text.slice(0, MAX_RAW) };
       continue;
     }
     yield { kind: 'resource', source, line, resource: value as Extract<FhirItem, { kind: 'resource' }>['resource'] };
   }
 }
+
+const MAX_RAW = 1024 * 1024;
 
 /** fetch that throws HttpStatusError for a non-2xx answer (body read as text for the OperationOutcome). */
 async function fetchChecked(url: string, init: RequestInit): Promise<Response> {
@@ -202,7 +211,7 @@ async function* downloadFile(
     );
     if (!response.body) return;
     try {
-      for await (const item of readNdjson(Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), source)) {
+      for await (const item of readNdjson(Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), source, options.signal)) {
         if (item.line !== undefined && item.line <= linesDone) continue;
         if (item.line !== undefined) linesDone = item.line;
         yield item;
