@@ -51,6 +51,8 @@ export interface ExportCsvDeps {
   signal: AbortSignal;
   cwd: string;
   now: () => Date;
+  /** More declarations than the shipped ones (tests declare a computed source of their own). */
+  extraSources?: SourceDeclaration[];
 }
 
 export interface ExportCsvResult {
@@ -167,6 +169,7 @@ export async function runExportCsv(options: ExportCsvOptions, deps: ExportCsvDep
 
 async function exportSource(options: ExportCsvOptions, conditions: Condition[], deps: ExportCsvDeps): Promise<ExportCsvResult> {
   const sources = await loadSources({ viewsDir: options.viewsDir });
+  for (const extra of deps.extraSources ?? []) sources.set(extra.name, extra);
   const name = options.source!;
   const declaration = sources.get(name);
   if (!declaration) {

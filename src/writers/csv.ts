@@ -72,21 +72,33 @@ export async function writeFileAtomically<T>(file: string, write: (output: Writa
   const target = path.resolve(file);
   const temp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   // 'wx': never follow or reuse something already at the temporary name.
-  const handle = await open(temp, 'wx', 0o666);
-  const output = createWriteStream('', { fd: handle.fd, autoClose: false, highWaterMark: 1 << 16 });
+  const output = createWriteStream(temp, { flags: 'wx', highWaterMark: 1 << 16 });
+  const closed = new Promise<void>((resolve) => output.once('close', () => resolve()));
   try {
+    await new Promise<void>((resolve, reject) => {
+      output.once('open', () => resolve());
+      output.once('error', reject);
+    });
     const result = await write(output);
     await new Promise<void>((resolve, reject) => {
       output.once('error', reject);
-      output.end(resolve);
+      output.end(() => resolve());
     });
-    await handle.sync();
-    await handle.close();
+    await closed;
+    // Flushed to disk before the rename, so a crash cannot leave a complete-looking empty file.
+    const handle = await open(temp, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await rename(temp, target);
     return result;
   } catch (err) {
-    output.destroy();
-    await handle.close().catch(() => undefined);
+    if (!output.closed) {
+      output.destroy();
+      await closed;
+    }
     await rm(temp, { force: true });
     throw err;
   }
