@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CliState } from '../common.js';
 import { registerConfig } from './config.js';
+import { registerExportCsv } from './export-csv.js';
 import { registerHistory } from './history.js';
 import { registerIngestFhir } from './ingest-fhir.js';
 import { registerMigrate } from './migrate.js';
@@ -16,5 +17,6 @@ export const commands: RegisterCommand[] = [
   registerConfig,
   registerIngestFhir,
   registerView,
+  registerExportCsv,
   registerHistory,
 ];
