@@ -62,7 +62,7 @@ export class ProviderSession implements ProviderHttp {
     this.context = { config: options.config, http: this, signal: options.signal };
   }
 
-  request<T>(call: HttpCall & { headers?: Record<string, string>; body?: string }, parse: (response: HttpAnswer) => T): Promise<T> {
+  request<T>(call: HttpCall & { headers?: Record<string, string>; body?: string | (() => Promise<string>) }, parse: (response: HttpAnswer) => T): Promise<T> {
     return this.retrying(call, () => this.httpAttempt(call, call.headers ?? {}, parse, []));
   }
 
@@ -147,7 +147,7 @@ export class ProviderSession implements ProviderHttp {
   }
 
   private async httpAttempt<T>(
-    call: HttpCall & { body?: string },
+    call: HttpCall & { body?: string | (() => Promise<string>) },
     headers: Record<string, string>,
     parse: (response: HttpAnswer) => T,
     rejected: number[],
@@ -156,7 +156,7 @@ export class ProviderSession implements ProviderHttp {
       const response = await requestOnce(call.url, {
         method: call.method,
         headers,
-        body: call.body,
+        body: typeof call.body === 'function' ? await call.body() : call.body,
         timeoutMs: this.options.timeoutMs,
         signal: this.options.signal,
         passStatuses: rejected,

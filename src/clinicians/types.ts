@@ -62,7 +62,7 @@ export interface BackendSetting {
   default?: string;
 }
 
-export const CREDENTIAL_FLAGS = ['--base-url', '--token-url', '--client-id', '--client-secret', '--scope'] as const;
+export const CREDENTIAL_FLAGS = ['--base-url', '--token-url', '--client-id', '--private-key', '--scope'] as const;
 export type CredentialFlag = (typeof CREDENTIAL_FLAGS)[number];
 
 export type BackendConfig = Readonly<Record<string, string | undefined>>;
@@ -85,8 +85,11 @@ export interface AttemptOptions {
  * and, when the provider refuses the token, re-authenticates once and tries again.
  */
 export interface ProviderHttp {
-  /** A request without the auth header (for example the token endpoint); `parse` may throw RetryableError. */
-  request<T>(call: HttpCall & { headers?: Record<string, string>; body?: string }, parse: (response: HttpAnswer) => T): Promise<T>;
+  /**
+   * A request without the auth header (for example the token endpoint); `parse` may throw RetryableError.
+   * A body given as a function is built again for each attempt (a signed assertion is good only once).
+   */
+  request<T>(call: HttpCall & { headers?: Record<string, string>; body?: string | (() => Promise<string>) }, parse: (response: HttpAnswer) => T): Promise<T>;
   /** A request with the auth header; statuses in `tokenRejectedStatuses` trigger one re-authentication. */
   authorized<T>(call: HttpCall & { headers?: Record<string, string> }, parse: (response: HttpAnswer) => T): Promise<T>;
   /**

@@ -11,7 +11,7 @@ interface ImportCliniciansFlags extends CommonFlags {
   baseUrl?: string;
   tokenUrl?: string;
   clientId?: string;
-  clientSecret?: string;
+  privateKey?: string;
   scope?: string;
   maxRetries?: number;
   retryDelay?: number;
@@ -23,7 +23,7 @@ const FLAG_KEYS: Record<string, keyof ImportCliniciansFlags> = {
   '--base-url': 'baseUrl',
   '--token-url': 'tokenUrl',
   '--client-id': 'clientId',
-  '--client-secret': 'clientSecret',
+  '--private-key': 'privateKey',
   '--scope': 'scope',
 };
 
@@ -62,7 +62,7 @@ export function registerImportClinicians(program: Command, state: CliState): voi
       .option('--base-url <url>', 'provider base URL (env <BACKEND>_BASE_URL, e.g. NOTEWORTH_BASE_URL)')
       .option('--token-url <url>', 'OAuth 2 token endpoint, for backends that use one (env <BACKEND>_TOKEN_URL)')
       .option('--client-id <id>', 'client id, for backends that use one (env <BACKEND>_CLIENT_ID)')
-      .option('--client-secret <secret>', 'client secret (env <BACKEND>_CLIENT_SECRET; prefer the environment to the command line)')
+      .option('--private-key <file>', 'PEM file of the client key that signs token requests (env <BACKEND>_PRIVATE_KEY)')
       .option('--scope <scope>', 'OAuth 2 scope (env <BACKEND>_SCOPE)')
       .option('--max-retries <n>', 'retries per HTTP call after the first attempt (env CAREPIPE_MAX_RETRIES; default 5)', wholeNumber('--max-retries'))
       .option('--retry-delay <ms>', 'base of the exponential backoff, in ms (env CAREPIPE_RETRY_DELAY; default 500)', wholeNumber('--retry-delay'))
