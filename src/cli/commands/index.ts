@@ -3,6 +3,7 @@ import type { CliState } from '../common.js';
 import { registerConfig } from './config.js';
 import { registerExportCsv } from './export-csv.js';
 import { registerHistory } from './history.js';
+import { registerImportClinicians } from './import-clinicians.js';
 import { registerIngestFhir } from './ingest-fhir.js';
 import { registerMigrate } from './migrate.js';
 import { registerRuns } from './runs.js';
@@ -17,6 +18,7 @@ export const commands: RegisterCommand[] = [
   registerConfig,
   registerIngestFhir,
   registerView,
+  registerImportClinicians,
   registerExportCsv,
   registerHistory,
 ];
