@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
 import type { CliState } from '../common.js';
 import { registerConfig } from './config.js';
+import { registerDirectoryLookup } from './directory-lookup.js';
 import { registerMigrate } from './migrate.js';
 import { registerRuns } from './runs.js';
 
 export type RegisterCommand = (program: Command, state: CliState) => void;
 
 /** Every command, in the order `carepipe --help` lists them. */
-export const commands: RegisterCommand[] = [registerMigrate, registerRuns, registerConfig];
+export const commands: RegisterCommand[] = [registerMigrate, registerRuns, registerConfig, registerDirectoryLookup];
