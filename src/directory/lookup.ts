@@ -2,6 +2,7 @@
  * The `directory-lookup` logic: search (a page of hits for people or JSON), import (one picked hit,
  * one hit by its keys, or every hit of a search) and list. The command file only wires flags here.
  */
+import type { Writable } from 'node:stream';
 import type { Knex } from 'knex';
 import { stringify } from 'csv-stringify/sync';
 import { setting, type Settings } from '../config.js';
@@ -208,23 +209,55 @@ export async function runImport(
 
 export type ListFormat = 'table' | 'json' | 'csv';
 
+/**
+ * A writer that waits when the stream is full (so a large CSV streams at the reader's pace) and stops
+ * quietly when the reader goes away (`carepipe … | head`).
+ */
+export function streamWriter(stream: Writable): (text: string) => Promise<void> {
+  let closed = false;
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED') closed = true;
+  });
+  return async (text) => {
+    if (closed) throw new ReaderGone();
+    if (!stream.write(text)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          stream.off('drain', done);
+          stream.off('error', done);
+          stream.off('close', done);
+          resolve();
+        };
+        stream.on('drain', done).on('error', done).on('close', done);
+      });
+    }
+  };
+}
+
+/** The output's reader closed its end: stop producing, it is not an error. */
+export class ReaderGone extends Error {}
+
 /** The listing in a format, written piecewise through `write` (CSV streams; JSON and table are for people-sized lists). */
-export async function runList(knex: Knex, options: { finess?: string; format: ListFormat }, write: (text: string) => void): Promise<number> {
+export async function runList(
+  knex: Knex,
+  options: { finess?: string; format: ListFormat },
+  write: (text: string) => void | Promise<void>,
+): Promise<number> {
   const rows = organizationWorkerRows(knex, { finess: options.finess });
   let organizations = 0;
   if (options.format === 'csv') {
-    write(stringify([[...LIST_COLUMNS]]));
+    await write(stringify([[...LIST_COLUMNS]]));
     for await (const row of rows) {
-      write(stringify([LIST_COLUMNS.map((c) => row[c])], { cast: { boolean: (b) => (b ? 'true' : 'false') } }));
+      await write(stringify([LIST_COLUMNS.map((c) => row[c])], { cast: { boolean: (b) => (b ? 'true' : 'false') } }));
     }
     return organizations;
   }
   if (options.format === 'json') {
-    write('[');
+    await write('[');
     for await (const org of groupByOrganization(rows)) {
-      write(`${organizations++ ? ',' : ''}\n${JSON.stringify(org)}`);
+      await write(`${organizations++ ? ',' : ''}\n${JSON.stringify(org)}`);
     }
-    write(organizations ? '\n]\n' : ']\n');
+    await write(organizations ? '\n]\n' : ']\n');
     return organizations;
   }
   const table: (string | null)[][] = [];
@@ -235,7 +268,7 @@ export async function runList(knex: Knex, options: { finess?: string; format: Li
       table.push(i === 0 ? [org.finess, org.name, org.city, w.rpps_number, `${w.first_name} ${w.last_name}`, w.profession_name] : ['', '', '', w.rpps_number, `${w.first_name} ${w.last_name}`, w.profession_name]);
     });
   }
-  write(formatTable(['finess', 'organization', 'city', 'rpps_number', 'worker', 'profession'], table));
-  write(`${organizations} organization${organizations === 1 ? '' : 's'}\n`);
+  await write(formatTable(['finess', 'organization', 'city', 'rpps_number', 'worker', 'profession'], table));
+  await write(`${organizations} organization${organizations === 1 ? '' : 's'}\n`);
   return organizations;
 }

@@ -140,16 +140,22 @@ export function registerDirectoryLookup(program: Command, state: CliState): void
     .option('--finess <number>', 'only this organization')
     .addOption(new Option('--format <format>', 'table, json or csv').choices(['table', 'json', 'csv']).default('table'))
     .action(async (flags: ListFlags) => {
-      await runCommand(state, flags, { name: 'directory-lookup list', argv: [], mode: 'read' }, async ({ db, reporter, settings }) => {
-        const { runList } = await import('../../directory/lookup.js');
+      await runCommand(state, flags, { name: 'directory-lookup list', argv: [], mode: 'read' }, async ({ db, io, settings }) => {
+        const { runList, streamWriter, ReaderGone } = await import('../../directory/lookup.js');
         const format: ListFormat = settings.json ? 'json' : (flags.format ?? 'table');
         if (settings.json) {
           // --json: the listing inside the one summary object.
           let text = '';
-          await runList(db.knex, { finess: flags.finess, format: 'json' }, (t) => (text += t));
+          await runList(db.knex, { finess: flags.finess, format: 'json' }, (t) => {
+            text += t;
+          });
           return { summary: { organizations: JSON.parse(text) } };
         }
-        await runList(db.knex, { finess: flags.finess, format }, (t) => reporter.write(t));
+        try {
+          await runList(db.knex, { finess: flags.finess, format }, streamWriter(io.stdout));
+        } catch (err) {
+          if (!(err instanceof ReaderGone)) throw err;
+        }
         return {};
       });
     });
