@@ -99,11 +99,11 @@ export class DirectoryClient {
       if (page.hits.length === 0) return;
       yield page;
       seen += page.hits.length;
+      if (seen >= page.found) return;
       if (page.cursor && next.cursor !== undefined) {
         if (page.cursor === next.cursor) return;
         next = { ...next, cursor: page.cursor };
       } else {
-        if (seen >= page.found) return;
         next = { ...next, cursor: undefined, start: seen };
       }
     }
