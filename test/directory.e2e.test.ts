@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDirectoryServer, type DirectoryServer } from '../fixtures/directory-server.js';
 import type { SampleHit } from '../fixtures/directory-data.js';
 import { BACKENDS, useTestDatabase } from './helpers/db.js';
+import { directorySources } from '../src/directory/export.js';
 import { runCli, runMain } from './helpers/cli.js';
 
 const PARC = {
@@ -231,6 +232,26 @@ for (const backend of BACKENDS) {
           "                                                  10007654321  Hélène D'Artagnan  Médecin\n" +
           '2 organizations\n',
       );
+    });
+
+    it('checks and counts with --dry-run but writes nothing', async () => {
+      await ctx.release();
+      const result = await carepipe(small, 'import', '--rpps', '10001234567', '--finess', '690001234', '--dry-run');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain('Dry run: would import 1 of 1 entry');
+      expect(result.stdout).toContain('organizations: 1 created');
+      const t = await tables();
+      expect([t.organizations, t.workers, t.links]).toEqual([[], [], []]);
+    });
+
+    it('declares an export treatment for every column of the directory tables and view, in order', async () => {
+      for (const source of directorySources) {
+        const result = await ctx.db.knex.raw<{ rows: { column_name: string }[] }>(
+          'select column_name from information_schema.columns where table_schema = current_schema() and table_name = ? order by ordinal_position',
+          [source.relation ?? source.name],
+        );
+        expect(Object.keys(source.columns)).toEqual(result.rows.map((r) => r.column_name));
+      }
     });
 
     it('retries 503s, a malformed body and a slow answer, then imports', async () => {
