@@ -4,8 +4,9 @@ import { registerConfig } from './config.js';
 import { registerDirectoryLookup } from './directory-lookup.js';
 import { registerMigrate } from './migrate.js';
 import { registerRuns } from './runs.js';
+import { registerView } from './view.js';
 
 export type RegisterCommand = (program: Command, state: CliState) => void;
 
 /** Every command, in the order `carepipe --help` lists them. */
-export const commands: RegisterCommand[] = [registerMigrate, registerRuns, registerConfig, registerDirectoryLookup];
+export const commands: RegisterCommand[] = [registerMigrate, registerRuns, registerConfig, registerView, registerDirectoryLookup];
