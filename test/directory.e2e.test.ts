@@ -234,6 +234,20 @@ for (const backend of BACKENDS) {
       );
     });
 
+    it('leaves nothing of a page behind when the database fails in the middle of it', async () => {
+      // A real failure inside the transaction: the database refuses the third hit's link.
+      await ctx.db.knex.raw(`create function refuse_helene() returns trigger language plpgsql as $$
+        begin if new.rpps_number = '10007654321' then raise exception 'disk full (simulated)'; end if; return new; end $$`);
+      await ctx.db.knex.raw('create trigger refuse_helene before insert on organization_workers for each row execute function refuse_helene()');
+      await ctx.release();
+      const fq = "(or rpps_number:'10001234567' rpps_number:'10007654321')";
+      const result = await carepipe(small, 'import', '--fq', fq, '--all', '--size', '10');
+      expect(result.code).toBe(70);
+      expect(result.stderr).toContain('disk full (simulated)');
+      const t = await tables();
+      expect([t.organizations, t.workers, t.links]).toEqual([[], [], []]);
+    });
+
     it('checks and counts with --dry-run but writes nothing', async () => {
       await ctx.release();
       const result = await carepipe(small, 'import', '--rpps', '10001234567', '--finess', '690001234', '--dry-run');
