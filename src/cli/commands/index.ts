@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { CliState } from '../common.js';
 import { registerConfig } from './config.js';
+import { registerDirectoryLookup } from './directory-lookup.js';
 import { registerExportCsv } from './export-csv.js';
 import { registerHistory } from './history.js';
 import { registerImportClinicians } from './import-clinicians.js';
@@ -19,6 +20,7 @@ export const commands: RegisterCommand[] = [
   registerIngestFhir,
   registerView,
   registerImportClinicians,
+  registerDirectoryLookup,
   registerExportCsv,
   registerHistory,
 ];
