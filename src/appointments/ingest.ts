@@ -91,7 +91,8 @@ export async function ingestAppointments(options: IngestOptions, deps: IngestDep
     recordKey: appointmentKey(value),
     field: code === 'PATIENT_UNKNOWN' ? 'patient' : 'status',
     reasonCode: code,
-    message: appointmentMessage(lang, code, params),
+    // Word the refused status as the source gave it (`active`), not as derived (`missed`).
+    message: appointmentMessage(lang, code, { ...params, ...sourceStatus(value) }),
     raw: value,
     retryable,
   });
@@ -134,6 +135,8 @@ export async function ingestAppointments(options: IngestOptions, deps: IngestDep
         const source = rows[refusal.index]!;
         rejects.push(refusalReject(file, source.entry, source.value, refusal.code, refusal.params, refusal.retryable));
       }
+      // In file order, whichever stage refused them.
+      rejects.sort((a, b) => (a.entry ?? 0) - (b.entry ?? 0));
       await reject(rejects, trx);
       return written;
     });
@@ -179,6 +182,11 @@ export async function ingestAppointments(options: IngestOptions, deps: IngestDep
   ledger.details.resolved = summary.resolved;
   ledger.details.pending = summary.pending;
   return summary;
+}
+
+function sourceStatus(value: unknown): { status?: string } {
+  const status = value && typeof value === 'object' ? (value as Record<string, unknown>).status : undefined;
+  return typeof status === 'string' ? { status } : {};
 }
 
 function appointmentKey(value: unknown): string | undefined {
