@@ -111,14 +111,18 @@ for (const backend of BACKENDS) {
       await missedAppointmentsSource.chart!(knex, { period: 'month', now: new Date('2026-04-10T00:00:00Z') }, file);
       const svg = readFileSync(file, 'utf8');
       expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
-      const series = [...svg.matchAll(/<g class="series" data-series="([^"]+)"[^>]*>([\s\S]*?)<\/g>/g)].map((m) => ({
-        name: m[1],
-        points: [...m[2]!.matchAll(/data-period="([^"]+)" data-value="([^"]+)"/g)].map((p) => [p[1], p[2]]),
-        line: m[2]!.includes('<polyline'),
+      const series = [...svg.matchAll(/<g class="series" data-measure="([^"]+)" data-series="([^"]+)"[^>]*>([\s\S]*?)<\/g>/g)].map((m) => ({
+        measure: m[1],
+        name: m[2],
+        points: [...m[3]!.matchAll(/data-period="([^"]+)" data-value="([^"]+)"/g)].map((p) => [p[1], p[2]]),
+        line: m[3]!.includes('<polyline'),
       }));
+      // Rates from the hand-worked table above (2/3 = 66.67 %); hours lost: 75 min = 1.25 h, 120 min = 2 h.
       expect(series).toEqual([
-        { name: 'cardiology', points: [['2026-01-01', '66.67'], ['2026-02-01', '0.00']], line: true },
-        { name: 'oncology', points: [['2026-01-01', '100.00'], ['2026-02-01', '66.67'], ['2026-04-01', '100.00']], line: true },
+        { measure: 'missed_rate', name: 'cardiology', points: [['2026-01-01', '66.67'], ['2026-02-01', '0.00']], line: true },
+        { measure: 'missed_rate', name: 'oncology', points: [['2026-01-01', '100.00'], ['2026-02-01', '66.67'], ['2026-04-01', '100.00']], line: true },
+        { measure: 'hours_lost', name: 'cardiology', points: [['2026-01-01', '1.25'], ['2026-02-01', '0.00']], line: true },
+        { measure: 'hours_lost', name: 'oncology', points: [['2026-01-01', '1.00'], ['2026-02-01', '2.00'], ['2026-04-01', '1.00']], line: true },
       ]);
       expect(svg).toContain('Missed appointments by department, per month');
     });
@@ -130,7 +134,7 @@ for (const backend of BACKENDS) {
       const png = readFileSync(file);
       expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
       // IHDR: width and height of the drawing
-      expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([880, 480]);
+      expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([900, 612]);
       await expect(missedAppointmentsSource.chart!(knex, {}, path.join(ctx.test.tmp, 'missed.jpg'))).rejects.toThrow(
         "--chart must name a .svg or .png file, not 'missed.jpg'",
       );

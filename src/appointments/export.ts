@@ -4,7 +4,7 @@
  */
 import type { Knex } from 'knex';
 import type { ExportParams, SourceDeclaration } from '../export/treatments.js';
-import { lineChartSvg, missedRateSeries, writeChart } from './chart.js';
+import { impactPanels, lineChartSvg, writeChart } from './chart.js';
 import { impactOptions, impactQuery, type ImpactRow } from './impact.js';
 
 export const patientsSource: SourceDeclaration = {
@@ -65,7 +65,7 @@ export const missedAppointmentsSource: SourceDeclaration = {
     const { sql, bindings } = impactQuery(options);
     const result = await knex.raw<{ rows: ImpactRow[] }>(sql, bindings as Knex.RawBinding[]);
     const title = `Missed appointments by department, per ${options.period}`;
-    await writeChart(lineChartSvg(title, 'missed rate (% of concluded appointments)', missedRateSeries(result.rows)), file);
+    await writeChart(lineChartSvg(title, impactPanels(result.rows)), file);
   },
 };
 
