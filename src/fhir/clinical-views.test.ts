@@ -112,3 +112,11 @@ describe('imaging_studies and image_labels', () => {
     ]);
   });
 });
+
+describe('elements that look like choices', () => {
+  it("a DiagnosticReport's conclusion does not read its conclusionCode", () => {
+    const report = (bundle('coded/bundle.json') as { id?: string }[]).find((r) => r.id === 'dr-lipids');
+    const [row] = loadViewFile(path.join(VIEWS, 'diagnosticreport.json')).evaluate(report);
+    expect(row).toMatchObject({ conclusion: null });
+  });
+});

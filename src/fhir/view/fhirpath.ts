@@ -149,9 +149,15 @@ function member(input: Collection, name: string): Collection {
   return out;
 }
 
+/**
+ * R4 elements that look like a choice (`name` + a type) but are elements of their own: without this,
+ * a DiagnosticReport's `conclusion` (a string) would read its `conclusionCode` (CodeableConcepts).
+ */
+const NOT_CHOICE = new Set(['conclusionCode', 'reasonCode', 'reasonReference', 'procedureCode', 'procedureReference']);
+
 function choiceValue(item: Record<string, unknown>, name: string): unknown {
   for (const key in item) {
-    if (key.length > name.length && key.startsWith(name) && CHOICE_SUFFIXES.has(key.slice(name.length))) return item[key];
+    if (key.length > name.length && key.startsWith(name) && CHOICE_SUFFIXES.has(key.slice(name.length)) && !NOT_CHOICE.has(key)) return item[key];
   }
   return undefined;
 }
