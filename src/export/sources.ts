@@ -15,6 +15,7 @@ import { viewSources } from './view-tags.js';
 type DomainModule = () => Promise<{ exportSources: SourceDeclaration[] }>;
 
 const DOMAINS: DomainModule[] = [
+  () => import('../fhir/export.js'),
   // () => import('../clinicians/export.js'),
 ];
 

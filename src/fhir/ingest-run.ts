@@ -11,6 +11,7 @@ import type { FileFingerprint } from '../readers/fhir-files.js';
 import { formatTable } from '../cli/output.js';
 import type { Reporter } from '../cli/output.js';
 import { ensureFlatTable } from '../writers/flat-table.js';
+import { ensureHistory } from '../db/history.js';
 import type { FhirItem } from './input.js';
 import { DEFAULT_BATCH_SIZE, ingestFhir, type CheckpointHandler, type IngestResult, type TypeCounts } from './ingest.js';
 import { flatView, loadShippedViews, tablesOf } from './views.js';
@@ -75,7 +76,11 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
   let result: IngestResult;
   let skipped = 0;
   try {
-    for (const table of tables) await ensureFlatTable(q, table);
+    for (const table of tables) {
+      await ensureFlatTable(q, table);
+      // a --view table created now gets row history like the shipped ones (a no-op once attached)
+      await ensureHistory(q, table.table);
+    }
     const done = options.fullRefresh ? new Map<string, string>() : await filesDone(q);
     const skip = (file: FileFingerprint) => {
       const same = done.get(file.path) === `${file.size}:${file.sha256}`;
