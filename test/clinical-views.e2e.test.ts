@@ -57,7 +57,7 @@ for (const backend of BACKENDS) {
       } finally {
         await db.close();
       }
-    });
+    }, 120_000);
 
     it('records what each ingest run changed, and history shows a condition resolved by a later run', async () => {
       await ctx.release();
@@ -98,6 +98,7 @@ for (const backend of BACKENDS) {
       } finally {
         await db2.close();
       }
-    });
+      // five runs of the binary: each opens the embedded database afresh
+    }, 240_000);
   });
 }
