@@ -57,7 +57,15 @@ for (const backend of BACKENDS) {
       } finally {
         await db.close();
       }
-    }, 120_000);
+      const csv = await runCli(['export-csv', 'diseases', '--profile', 'research', '--where', 'icd9_code=250.00', '--eol', 'lf', ...ctx.test.args], {
+        env: { ...ctx.test.env, CAREPIPE_PSEUDONYM_KEY: 'a research key of some length' },
+      });
+      expect(csv.code).toBe(0);
+      const [header, row, ...rest] = csv.stdout.trimEnd().split('\n');
+      expect(header).toBe('condition_id,patient_id,clinical_status,verification_status,onset,recorded_date,icd10_code,icd10_display,icd10_system,icd9_code,icd9_display,icd9_system,snomed_code,snomed_display,last_updated');
+      expect(row).toMatch(/^[0-9a-f]{64},[0-9a-f]{64},active,,2009,2009,E11\.9,Type 2 diabetes mellitus without complications,ICD-10,250\.00,"Diabetes mellitus without mention of complication, type II",ICD-9-CM,44054006,Diabetes mellitus type 2,2026$/);
+      expect(rest).toEqual([]);
+    }, 180_000);
 
     it('records what each ingest run changed, and history shows a condition resolved by a later run', async () => {
       await ctx.release();

@@ -326,6 +326,11 @@ function iso(d: Date | null): string {
   return d ? d.toISOString().replace(/\.\d+Z$/, 'Z') : '';
 }
 
+/** The command as typed: the ledger's arguments may or may not start with the command's name. */
+function commandLine(command: string, args: string[]): string {
+  return (args[0] === command ? args : [command, ...args]).join(' ');
+}
+
 /** The changes of one row as text for people: one header per change, then its fields, + - ~. */
 export function formatChanges(changes: RowChange[], options: { color?: boolean } = {}): string {
   const paint = (code: number, text: string) => (options.color ? `\u001b[${code}m${text}\u001b[0m` : text);
@@ -334,7 +339,7 @@ export function formatChanges(changes: RowChange[], options: { color?: boolean }
   for (const change of changes) {
     const run = change.run_id === null
       ? 'outside any carepipe run'
-      : `run ${change.run_id}${change.run_command ? ` ${[change.run_command, ...(change.run_arguments ?? [])].join(' ')}` : ''}${change.run_user ? ` by ${change.run_user}` : ''}${change.run_started_at ? ` at ${iso(change.run_started_at)}` : ''}`;
+      : `run ${change.run_id}${change.run_command ? ` ${commandLine(change.run_command, change.run_arguments ?? [])}` : ''}${change.run_user ? ` by ${change.run_user}` : ''}${change.run_started_at ? ` at ${iso(change.run_started_at)}` : ''}`;
     lines.push(paint(1, `${iso(change.changed_at)}  ${OPERATION_NAMES[change.operation]}  ${run} (db user ${change.db_user})`));
     for (const field of diffRow(change.before, change.after)) {
       if (!('before' in field)) lines.push(paint(32, `  + ${field.path}: ${show(field.after)}`));

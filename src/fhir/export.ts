@@ -1,22 +1,33 @@
 /**
- * export-csv declarations for the diagnosis-code tables: `codings` (its view columns' tags, plus the
- * generated `system_name` and the bookkeeping columns the views do not declare) and the `diseases` view.
+ * export-csv declarations for `codings`, `imaging_studies` and `image_labels` (their view columns' tags,
+ * plus the bookkeeping columns the views do not declare and codings' generated `system_name`) and the
+ * `diseases` view.
  */
 import type { SourceDeclaration } from '../export/treatments.js';
 import { viewsDir } from '../export/sources.js';
 import { viewSources } from '../export/view-tags.js';
 import { diseasesSource } from './codings.js';
 
-function codingsSource(): SourceDeclaration[] {
-  const fromViews = viewSources(viewsDir()).find((s) => s.name === 'codings');
+/** The view-derived declaration of `table` with the columns its views do not declare. */
+function withBookkeeping(table: string, extra: SourceDeclaration['columns'] = {}, description?: string): SourceDeclaration[] {
+  const fromViews = viewSources(viewsDir()).find((s) => s.name === table);
   if (!fromViews) return [];
   return [
     {
       ...fromViews,
-      description: 'one row per coding of Condition, Observation, Procedure, DiagnosticReport and ImagingStudy, with the code system name',
-      columns: { ...fromViews.columns, system_name: 'keep', _resource_type: 'keep', _resource_id: 'pseudonym' },
+      description: description ?? fromViews.description,
+      columns: { ...fromViews.columns, ...extra, _resource_type: 'keep', _resource_id: 'pseudonym' },
     },
   ];
 }
 
-export const exportSources: SourceDeclaration[] = [...codingsSource(), diseasesSource];
+export const exportSources: SourceDeclaration[] = [
+  ...withBookkeeping(
+    'codings',
+    { system_name: 'keep' },
+    'one row per coding of Condition, Observation, Procedure, DiagnosticReport and ImagingStudy, with the code system name',
+  ),
+  ...withBookkeeping('imaging_studies'),
+  ...withBookkeeping('image_labels', {}, 'labels of imaging studies, from Observations pointing at a study and from its reason and procedure codes'),
+  diseasesSource,
+];
