@@ -132,7 +132,7 @@ async function ingest(options: IngestOptions, deps: IngestDeps): Promise<IngestS
     }
   }
 
-  const writeContext = (source: string): WriteContext => ({ source, runId, now });
+  const writeContext = (source: string): WriteContext => ({ source, runId });
 
   const flush = async (file: string, kind: ExportKind, batch: SourceRecord[]) => {
     const rejects: RejectRecord[] = [];
@@ -278,7 +278,7 @@ async function retryWaitingAppointments(
       });
       // Each waiting record keeps its own source file in the rows it writes.
       for (const [source, group] of groupBy(fresh, (c) => c.source)) {
-        const result = await writeAppointments(trx, group.map((c) => c.row), { source, runId: ledger.id || null, now: options.now });
+        const result = await writeAppointments(trx, group.map((c) => c.row), { source, runId: ledger.id || null });
         const refusedAt = new Set<number>();
         for (const refusal of result.refused) {
           refusedAt.add(refusal.index);
