@@ -7,7 +7,7 @@
 // Run `npm run build` first. Usage:
 //   node bench/ingest-scale.mjs [--scales 1,4,16] [--workers 1,2] [--database-url URL]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -53,7 +53,7 @@ async function writeCopy(dir, k) {
 }
 
 function psql(sql) {
-  execFileSync('psql', [databaseUrl, '-qAtc', sql], { stdio: ['ignore', 'pipe', 'inherit'] });
+  execFileSync('psql', [databaseUrl, '-qAtc', sql], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, PGOPTIONS: '-c client_min_messages=warning' } });
 }
 
 function run(input, workers) {
@@ -86,10 +86,13 @@ try {
     copies.push({ dir, ...written });
   }
   for (const scale of scales) {
-    // A folder per scale holding links to its copies: the same files, no extra disk.
+    // A folder per scale holding hard links to its copies' files: the same bytes, no extra disk.
     const input = path.join(work, `scale-${scale}`);
-    mkdirSync(input);
-    for (const c of copies.slice(0, scale)) execFileSync('ln', ['-s', c.dir, path.join(input, path.basename(c.dir))]);
+    for (const c of copies.slice(0, scale)) {
+      const into = path.join(input, path.basename(c.dir));
+      mkdirSync(into, { recursive: true });
+      for (const f of readdirSync(c.dir)) linkSync(path.join(c.dir, f), path.join(into, f));
+    }
     data = copies.slice(0, scale).reduce((a, c) => ({ resources: a.resources + c.resources, bytes: a.bytes + c.bytes }), { resources: 0, bytes: 0 });
     for (const workers of workerCounts) {
       const r = run(input, workers);
