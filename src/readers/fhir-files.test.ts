@@ -154,6 +154,49 @@ describe.each(MODES)('readFhirFiles (%s)', (_mode, modeOptions) => {
     expect(resources(items).map((r) => (r as { birthDate?: unknown }).birthDate)).toEqual(['1990-01-01', 12, '1990-01-01']);
   });
 
+  it('reads searchset, collection, batch and message Bundles alike, absolute fullUrls left as they are', async () => {
+    for (const type of ['searchset', 'collection', 'batch', 'message']) {
+      const file = path.join(tmp, `${type}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({
+          resourceType: 'Bundle',
+          type,
+          total: 2,
+          link: [{ relation: 'self', url: 'https://fhir.example.org/Patient' }],
+          entry: [
+            { fullUrl: 'https://fhir.example.org/Patient/a', resource: { resourceType: 'Patient', id: 'a' }, search: { mode: 'match' } },
+            { fullUrl: 'https://fhir.example.org/Encounter/e', resource: { resourceType: 'Encounter', id: 'e', subject: { reference: 'https://fhir.example.org/Patient/a' } } },
+          ],
+        }),
+      );
+      const items = await collect([file], modeOptions);
+      expect(keys(items)).toEqual(['Patient/a', 'Encounter/e']);
+      expect((resources(items)[1] as unknown as { subject: unknown }).subject).toEqual({ reference: 'https://fhir.example.org/Patient/a' });
+    }
+  });
+
+  it('reads ndjson with CRLF line ends, a byte order mark and blank lines; a Bundle on a line is one resource', async () => {
+    const file = path.join(tmp, 'crlf.ndjson');
+    const bundle = { resourceType: 'Bundle', id: 'b1', type: 'collection', entry: [{ fullUrl: 'urn:uuid:x', resource: { resourceType: 'Patient', id: 'inner' } }] };
+    writeFileSync(file, `\uFEFF{"resourceType":"Patient","id":"a"}\r\n\r\n${JSON.stringify(bundle)}\r\n{"resourceType":"Patient","id":"c"}`);
+    const items = await collect([file], modeOptions);
+    expect(keys(items)).toEqual(['Patient/a', 'Bundle/b1', 'Patient/c']);
+    expect(items.filter((i) => i.kind === 'resource').map((i) => i.line)).toEqual([1, 3, 4]);
+  });
+
+  it('rejects what is not a resource: an array, a bad resourceType, a bad id', async () => {
+    const file = path.join(tmp, 'odd.ndjson');
+    writeFileSync(file, ['[1,2]', '{"resourceType":"patient","id":"a"}', '{"resourceType":"Patient","id":"no spaces allowed"}', '{"resourceType":"Patient","id":"ok"}'].join('\n'));
+    const items = await collect([file], modeOptions);
+    expect(keys(items)).toEqual(['Patient/ok']);
+    expect(invalids(items).map((i) => [i.line, i.reasonCode, i.field])).toEqual([
+      [1, 'NOT_A_RESOURCE', undefined],
+      [2, 'INVALID_RESOURCE_TYPE', 'resourceType'],
+      [3, 'INVALID_ID', 'id'],
+    ]);
+  });
+
   it('keeps decimal digits with numbers: lossless', async () => {
     const file = path.join(tmp, 'obs.json');
     writeFileSync(file, '{"resourceType":"Observation","id":"o","valueQuantity":{"value":1.50}}');

@@ -250,6 +250,7 @@ class ContentReader {
   }
 
   private lineItem(text: string, line: number): FhirItem | undefined {
+    if (line === 1) text = stripBom(text);
     if (text.trim() === '') return undefined;
     let value: unknown;
     try {
