@@ -199,10 +199,15 @@ describe.each(MODES)('readFhirFiles (%s)', (_mode, modeOptions) => {
 
   it('keeps decimal digits with numbers: lossless', async () => {
     const file = path.join(tmp, 'obs.json');
-    writeFileSync(file, '{"resourceType":"Observation","id":"o","valueQuantity":{"value":1.50}}');
+    writeFileSync(file, '{"resourceType":"Observation","id":"o","valueQuantity":{"value": 1.50 },"component":[{"valueInteger":7}],"x":[2.0, 1e3]}');
     const [item] = await collect([file], { ...modeOptions, numbers: 'lossless' });
-    const value = (item as { resource: { valueQuantity: { value: unknown } } }).resource.valueQuantity.value;
-    expect(isLosslessNumber(value) && String(value)).toBe('1.50');
+    const resource = (item as { resource: { valueQuantity: { value: unknown }; x: unknown[] } }).resource;
+    expect(isLosslessNumber(resource.valueQuantity.value) && String(resource.valueQuantity.value)).toBe('1.50');
+    expect(resource.x.map(String)).toEqual(['2.0', '1e3']);
+    // In memory, text whose numbers all print as written goes through JSON.parse: same digits.
+    writeFileSync(file, '{"resourceType":"Observation","id":"o","valueQuantity":{"value":1.5}}');
+    const [plain] = await collect([file], { ...modeOptions, numbers: 'lossless' });
+    expect(String((plain as { resource: { valueQuantity: { value: unknown } } }).resource.valueQuantity.value)).toBe('1.5');
   });
 });
 
