@@ -201,7 +201,7 @@ describe.each(MODES)('readFhirFiles (%s)', (_mode, modeOptions) => {
     const file = path.join(tmp, 'obs.json');
     writeFileSync(file, '{"resourceType":"Observation","id":"o","valueQuantity":{"value": 1.50 },"component":[{"valueInteger":7}],"x":[2.0, 1e3]}');
     const [item] = await collect([file], { ...modeOptions, numbers: 'lossless' });
-    const resource = (item as { resource: { valueQuantity: { value: unknown }; x: unknown[] } }).resource;
+    const resource = (item as unknown as { resource: { valueQuantity: { value: unknown }; x: unknown[] } }).resource;
     expect(isLosslessNumber(resource.valueQuantity.value) && String(resource.valueQuantity.value)).toBe('1.50');
     expect(resource.x.map(String)).toEqual(['2.0', '1e3']);
     // In memory, text whose numbers all print as written goes through JSON.parse: same digits.
