@@ -282,13 +282,13 @@ class ContentReader {
    */
   private async *streamDocument(): AsyncGenerator<FhirItem> {
     const signal = this.options.signal;
-    const refs = this.scan.mayHaveUrnUuid ? new Map<string, string>() : undefined;
+    const refs = this.scan.mayHaveUrnUuid ? new FullUrls() : undefined;
     const spill = new Spill(this.lossless);
     try {
       for await (const event of jsonEvents(this.open(), { lossless: this.lossless, signal })) {
         switch (event.type) {
           case 'entry': {
-            if (refs) collectReference(event.entry, refs);
+            refs?.add(event.entry);
             const item = this.entryItem(event.entry, event.index, refs, true);
             if (item === DEFER) await spill.write(event.index, event.entry);
             else if (item) yield item;
@@ -316,10 +316,10 @@ class ContentReader {
   /** Items of one complete JSON value: a Bundle's entries, or a single resource. */
   private *documentItems(value: unknown, origin: Partial<Origin>): Generator<FhirItem> {
     if (isObject(value) && value.resourceType === 'Bundle' && Array.isArray(value.entry)) {
-      let refs: Map<string, string> | undefined;
+      let refs: FullUrls | undefined;
       if (this.scan.mayHaveUrnUuid) {
-        refs = new Map();
-        for (const entry of value.entry) collectReference(entry, refs);
+        refs = new FullUrls();
+        for (const entry of value.entry) refs.add(entry);
       }
       for (let i = 0; i < value.entry.length; i++) {
         const item = this.entryItem(value.entry[i], i, refs) as FhirItem | undefined;
@@ -331,7 +331,7 @@ class ContentReader {
   }
 
   /** The item of one Bundle entry; undefined for an entry with neither resource nor DELETE (a response). */
-  private entryItem(entry: unknown, index: number, refs: Map<string, string> | undefined, defer = false): FhirItem | undefined | typeof DEFER {
+  private entryItem(entry: unknown, index: number, refs: FullUrls | undefined, defer = false): FhirItem | undefined | typeof DEFER {
     const origin = { entry: index };
     if (!isObject(entry)) return this.invalid(origin, 'NOT_A_RESOURCE', 'a Bundle entry must be a JSON object', undefined, this.raw(entry));
     const request = isObject(entry.request) ? entry.request : undefined;
@@ -345,11 +345,11 @@ class ContentReader {
     return this.resourceItem(resource, origin, refs, defer);
   }
 
-  private deleteItem(url: unknown, origin: Partial<Origin>, refs: Map<string, string> | undefined, defer: boolean): FhirItem | typeof DEFER {
+  private deleteItem(url: unknown, origin: Partial<Origin>, refs: FullUrls | undefined, defer: boolean): FhirItem | typeof DEFER {
     if (typeof url !== 'string') return this.invalid(origin, 'UNSUPPORTED_DELETE', 'a DELETE entry needs request.url', 'request.url');
     let target = url;
     if (url.startsWith('urn:uuid:')) {
-      const resolved = refs?.get(url);
+      const resolved = refs?.resolve(url);
       if (!resolved && defer) return DEFER;
       if (!resolved) return this.invalid(origin, 'UNRESOLVED_REFERENCE', `DELETE ${url} is not the fullUrl of any entry`, 'request.url', url);
       target = resolved;
@@ -363,7 +363,7 @@ class ContentReader {
   }
 
   /** Checks a parsed value is a resource, and resolves its urn:uuid references when in a Bundle. */
-  private resourceItem(value: unknown, origin: Partial<Origin>, refs: Map<string, string> | undefined, defer = false): FhirItem | typeof DEFER {
+  private resourceItem(value: unknown, origin: Partial<Origin>, refs: FullUrls | undefined, defer = false): FhirItem | typeof DEFER {
     if (!isObject(value)) {
       return this.invalid(origin, 'NOT_A_RESOURCE', `expected a FHIR resource (a JSON object), got ${Array.isArray(value) ? 'an array' : typeof value}`, undefined, this.raw(value));
     }
@@ -493,13 +493,38 @@ function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !isLosslessNumber(value);
 }
 
-/** Records `urn:uuid:X → Type/id` for one Bundle entry. */
-function collectReference(entry: unknown, refs: Map<string, string>): void {
-  if (!isObject(entry) || typeof entry.fullUrl !== 'string' || !entry.fullUrl.startsWith('urn:uuid:')) return;
-  const resource = entry.resource;
-  if (!isObject(resource) || typeof resource.resourceType !== 'string') return;
-  const id = typeof resource.id === 'string' ? resource.id : URN_UUID.exec(entry.fullUrl)?.[1];
-  if (id) refs.set(copyString(entry.fullUrl), copyString(`${resource.resourceType}/${id}`));
+/**
+ * The `urn:uuid:` fullUrls of a Bundle and the `Type/id` each stands for. It lives as long as the
+ * Bundle is read, so it is kept small: keyed by the uuid, the value only the type name (one shared
+ * string per type) when the id is the uuid itself, as it nearly always is.
+ */
+class FullUrls {
+  private readonly byUuid = new Map<string, string>();
+  private readonly types = new Map<string, string>();
+
+  /** Records one Bundle entry's fullUrl, when it is a urn:uuid and the entry holds a resource. */
+  add(entry: unknown): void {
+    if (!isObject(entry) || typeof entry.fullUrl !== 'string' || !entry.fullUrl.startsWith('urn:uuid:')) return;
+    const resource = entry.resource;
+    if (!isObject(resource) || typeof resource.resourceType !== 'string') return;
+    const uuid = entry.fullUrl.slice('urn:uuid:'.length);
+    const id = typeof resource.id === 'string' ? resource.id : URN_UUID.test(entry.fullUrl) ? uuid : undefined;
+    if (!id) return;
+    let type = this.types.get(resource.resourceType);
+    if (type === undefined) {
+      type = copyString(resource.resourceType);
+      this.types.set(type, type);
+    }
+    this.byUuid.set(copyString(uuid), id === uuid ? type : copyString(`${type}/${id}`));
+  }
+
+  /** `Type/id` of a `urn:uuid:…` reference, or undefined when no entry declares it. */
+  resolve(reference: string): string | undefined {
+    const uuid = reference.slice('urn:uuid:'.length);
+    const target = this.byUuid.get(uuid);
+    if (target === undefined) return undefined;
+    return target.includes('/') ? target : `${target}/${uuid}`;
+  }
 }
 
 /**
@@ -511,7 +536,7 @@ function copyString(s: string): string {
 }
 
 /** Rewrites every `reference: "urn:uuid:…"` found in refs; collects the paths of those not found. */
-function resolveReferences(node: unknown, refs: Map<string, string> | undefined, at: string, unresolved: string[]): void {
+function resolveReferences(node: unknown, refs: FullUrls | undefined, at: string, unresolved: string[]): void {
   if (Array.isArray(node)) {
     for (let i = 0; i < node.length; i++) {
       const v = node[i];
@@ -525,7 +550,7 @@ function resolveReferences(node: unknown, refs: Map<string, string> | undefined,
     const v = obj[key];
     if (key === 'reference' && typeof v === 'string') {
       if (v.startsWith('urn:uuid:')) {
-        const resolved = refs?.get(v);
+        const resolved = refs?.resolve(v);
         if (resolved) obj[key] = resolved;
         else unresolved.push(at ? `${at}.reference` : 'reference');
       }
