@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -223,6 +223,17 @@ describe('readFhirFiles inputs', () => {
     ]);
     const all = await collect(['fixtures/fhir']);
     expect(all.some((i) => i.source.endsWith('README.md'))).toBe(false);
+  });
+
+  it('follows symbolic links in a folder', async () => {
+    symlinkSync(path.join(FIXTURES, 'sample'), path.join(tmp, 'linked-sample'));
+    symlinkSync(path.join(FIXTURES, 'updates/2-newer.ndjson'), path.join(tmp, 'newer.ndjson'));
+    const items = await collect([tmp]);
+    expect(items.filter((i) => i.kind === 'checkpoint').map((i) => path.relative(tmp, i.source))).toEqual([
+      'linked-sample/Observation.ndjson',
+      'linked-sample/transaction-bundle.json',
+      'newer.ndjson',
+    ]);
   });
 
   it('expands globs', async () => {
