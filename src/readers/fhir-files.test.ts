@@ -126,6 +126,12 @@ describe.each(MODES)('readFhirFiles (%s)', (_mode, modeOptions) => {
     ]);
   });
 
+  it('yields a resource without id with requireId: false (views over examples)', async () => {
+    const items = await collect(['fixtures/fhir/malformed/missing-id.ndjson'], { ...modeOptions, requireId: false });
+    expect(resources(items).map((r) => r.id)).toEqual(['mal-id-1', undefined, 'mal-id-3']);
+    expect(invalids(items)).toEqual([]);
+  });
+
   it('rejects a resource without id', async () => {
     const items = await collect(['fixtures/fhir/malformed/missing-id.ndjson'], modeOptions);
     expect(keys(items)).toEqual(['Patient/mal-id-1', 'Patient/mal-id-3']);

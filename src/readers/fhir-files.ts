@@ -53,6 +53,11 @@ export interface ReadFhirFilesOptions {
   numbers?: 'number' | 'lossless';
   /** Files up to this many bytes are parsed in memory (default 16 MiB); 0 streams everything. */
   memoryLimit?: number;
+  /**
+   * false: a resource without `id` is yielded rather than rejected (its `id` is then undefined,
+   * whatever the type says). For evaluating views over examples; never for loading.
+   */
+  requireId?: boolean;
 }
 
 /** Reason codes of `invalid` items. */
@@ -372,8 +377,8 @@ class ContentReader {
     if (typeof resourceType !== 'string' || !RESOURCE_TYPE.test(resourceType)) {
       return this.invalid(origin, 'INVALID_RESOURCE_TYPE', `resourceType ${JSON.stringify(this.raw(resourceType))} is not a FHIR resource type`, 'resourceType', this.raw(value));
     }
-    if (id === undefined) return this.invalid(origin, 'MISSING_ID', `the ${resourceType} has no id`, 'id', this.raw(value));
-    if (typeof id !== 'string' || !FHIR_ID.test(id)) {
+    if (id === undefined && this.options.requireId !== false) return this.invalid(origin, 'MISSING_ID', `the ${resourceType} has no id`, 'id', this.raw(value));
+    if (id !== undefined && (typeof id !== 'string' || !FHIR_ID.test(id))) {
       return this.invalid(origin, 'INVALID_ID', `the ${resourceType} id is not a FHIR id (1-64 letters, digits, '-' or '.')`, 'id', this.raw(value));
     }
     // A Bundle read as a resource (an ndjson line) keeps its own urn:uuid references as they are.
