@@ -90,6 +90,18 @@ describe.each(MODES)('readFhirFiles (%s)', (_mode, modeOptions) => {
     expect(keys(await collect([file], modeOptions))).toEqual(['Patient/a', 'Patient/b']);
   });
 
+  it('reads a Bundle written one entry per line as a Bundle, not as ndjson', async () => {
+    const file = path.join(tmp, 'lines.json');
+    const entries = [
+      { fullUrl: 'urn:uuid:11111111-2222-4333-8444-555555555555', resource: { resourceType: 'Patient', id: 'p' } },
+      { fullUrl: 'urn:uuid:11111111-2222-4333-8444-666666666666', resource: { resourceType: 'Encounter', id: 'e', subject: { reference: 'urn:uuid:11111111-2222-4333-8444-555555555555' } } },
+    ];
+    writeFileSync(file, `{"resourceType":"Bundle","type":"transaction","entry":[\n${entries.map((e) => JSON.stringify(e)).join(',\n')}\n]}\n`);
+    const items = await collect([file], modeOptions);
+    expect(keys(items)).toEqual(['Patient/p', 'Encounter/e']);
+    expect((resources(items)[1] as unknown as { subject: unknown }).subject).toEqual({ reference: 'Patient/p' });
+  });
+
   it('reads gzipped ndjson and Bundles, detected by magic bytes', async () => {
     const ndjson = readFileSync(path.join(FIXTURES, 'sample/Observation.ndjson'));
     writeFileSync(path.join(tmp, 'obs.data'), gzipSync(ndjson));

@@ -467,18 +467,18 @@ function classify(text: string, complete: boolean, file: string): 'ndjson' | 'js
   const namedNdjson = /\.(ndjson|jsonl)(\.gz)?$/i.test(file);
   if (lines.length < 2) return complete || !namedNdjson ? 'json' : 'ndjson';
   if (isJsonObjectText(lines[0])) return 'ndjson';
-  // A bad first line: still ndjson when the next line is a whole object (a pretty-printed
-  // document's second line never is).
-  if (isJsonObjectText(lines[1])) return 'ndjson';
+  // A bad first line is still ndjson when the next line is a whole resource, unless the first line
+  // opens a document (`{"resourceType":"Bundle","entry":[` with one entry per line after it).
+  if (!/[[{,:]$/.test(lines[0].trim()) && isJsonObjectText(lines[1], true)) return 'ndjson';
   return namedNdjson ? 'ndjson' : 'json';
 }
 
-function isJsonObjectText(line: string): boolean {
+function isJsonObjectText(line: string, resource = false): boolean {
   const t = line.trim();
   if (!t.startsWith('{') || !t.endsWith('}')) return false;
   try {
-    JSON.parse(t);
-    return true;
+    const value = JSON.parse(t) as { resourceType?: unknown };
+    return !resource || typeof value.resourceType === 'string';
   } catch {
     return false;
   }
