@@ -114,12 +114,16 @@ export function registerImportClinicians(program: Command, state: CliState): voi
         `${backend.name}: ${counts.read} read, ${result.inserted} new, ${result.updated} updated, ${result.unchanged} unchanged, ` +
         `${result.duplicates} duplicates, ${counts.rejected} rejected, ${result.marked_inactive} marked inactive` +
         `${backend.completeListing ? '' : ' (listing not complete: none marked inactive)'}\n` +
-        `http: ${result.http.requests} requests, ${result.http.failed_attempts} failed attempts` +
+        `http: ${plural(result.http.requests, 'request')}, ${plural(result.http.failed_attempts, 'failed attempt')}` +
         `${Object.keys(result.http.failures).length ? ` (${Object.entries(result.http.failures).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}, ` +
-        `token ${result.http.token}, ${result.http.reauthentications} re-authentications`;
+        `token ${result.http.token}, ${plural(result.http.reauthentications, 're-authentication')}`;
       return { human };
     });
   });
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** The command line after `import-clinicians`, as typed (runCommand redacts secrets before the ledger). */
