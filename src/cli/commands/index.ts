@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
 import type { CliState } from '../common.js';
+import { registerAppointments } from './appointments.js';
 import { registerConfig } from './config.js';
 import { registerDirectoryLookup } from './directory-lookup.js';
 import { registerExportCsv } from './export-csv.js';
 import { registerHistory } from './history.js';
 import { registerImportClinicians } from './import-clinicians.js';
+import { registerIngestAppointments } from './ingest-appointments.js';
 import { registerIngestFhir } from './ingest-fhir.js';
 import { registerMigrate } from './migrate.js';
 import { registerRuns } from './runs.js';
@@ -21,6 +23,13 @@ export const commands: RegisterCommand[] = [
   registerView,
   registerImportClinicians,
   registerDirectoryLookup,
+  registerIngestAppointments,
+  registerAppointments,
   registerExportCsv,
   registerHistory,
+  <<<<<<< HEAD
+  registerIngestFhir,
+  =======
+  registerView,
+  >>>>>>> appointments,
 ];
