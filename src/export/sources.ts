@@ -15,7 +15,7 @@ import { viewSources } from './view-tags.js';
 type DomainModule = () => Promise<{ exportSources: SourceDeclaration[] }>;
 
 const DOMAINS: DomainModule[] = [
-  // () => import('../clinicians/export.js'),
+  () => import('../clinicians/export.js'),
 ];
 
 /** The core tables. The ledger and the rejects are for operators; research exports get no paths or raw records. */

@@ -27,9 +27,4 @@ export const commands: RegisterCommand[] = [
   registerAppointments,
   registerExportCsv,
   registerHistory,
-  <<<<<<< HEAD
-  registerIngestFhir,
-  =======
-  registerView,
-  >>>>>>> appointments,
 ];
