@@ -149,6 +149,16 @@ for (const backend of BACKENDS) {
       expect(String(rows[1]!.source_run)).toBe(String(summary.run_id));
     });
 
+    it('marks no one inactive after an empty listing, which is more likely a fault than everyone leaving', async () => {
+      const fhir = await start({ resources: staff(2) });
+      expect((await run()).code).toBe(0);
+      for (const n of [1, 2]) fhir.remove('Practitioner', `p${n}`);
+      const second = await run();
+      expect(second.code, second.stderr).toBe(0);
+      expect(JSON.parse(second.stdout).clinicians).toMatchObject({ marked_inactive: 0, inactive_marking: 'skipped: the listing was empty' });
+      expect((await clinicians()).every((r) => r.active)).toBe(true);
+    });
+
     it('takes active=false from the provider as inactive', async () => {
       await start({ resources: [...staff(2), { ...practitioner(3), active: false }] });
       expect((await run()).code).toBe(0);

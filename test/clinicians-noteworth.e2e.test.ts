@@ -264,6 +264,7 @@ for (const backend of BACKENDS) {
       const missing = await runCli(['import-clinicians', 'noteworth', ...ctx.test.args], { cwd: ctx.test.tmp });
       expect(missing.code).toBe(2);
       expect(missing.stderr).toContain('noteworth needs --base-url or NOTEWORTH_BASE_URL or backends.noteworth.baseUrl in the config file');
+      expect(await query((k) => k('runs').where({ command: 'import-clinicians' }).select('id'))).toEqual([]);
       writeFileSync(path.join(ctx.test.tmp, 'carepipe.config.json'), JSON.stringify({ backends: { noteworth: { baseUrl: provider.url } } }));
       const fromFile = await runCli(['import-clinicians', 'noteworth', ...ctx.test.args], { cwd: ctx.test.tmp });
       expect(fromFile.code, fromFile.stderr).toBe(0);
