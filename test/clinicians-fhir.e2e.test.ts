@@ -8,10 +8,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startFhirServer, type FhirServer, type FhirServerOptions, type StoredResource } from '../fixtures/fhir-server.js';
 import { BACKENDS, useTestDatabase } from './helpers/db.js';
 import { runCli, type CliResult } from './helpers/cli.js';
+
+// Each test runs the built binary several times; embedded PGlite on a busy machine needs minutes, not seconds.
+vi.setConfig({ testTimeout: 300_000 });
 
 /** Practitioner `pN` with an NPI, a work phone and an email; p3 has an RPPS number instead. */
 function practitioner(n: number, extra: Partial<StoredResource> = {}): StoredResource {

@@ -8,10 +8,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Knex } from 'knex';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startNoteworthServer, NO_FAULTS, type NoteworthServer, type NoteworthServerOptions } from '../fixtures/noteworth-server.js';
 import { BACKENDS, useTestDatabase } from './helpers/db.js';
 import { runCli, SHARED, type CliResult } from './helpers/cli.js';
+
+// Each test runs the built binary several times; embedded PGlite on a busy machine needs minutes, not seconds.
+vi.setConfig({ testTimeout: 300_000 });
 
 const ROSTER = (JSON.parse(readFileSync(path.join(SHARED, 'providers', 'noteworth-providers.json'), 'utf8')) as { providers: { name_given: string; name_family: string }[] })
   .providers;
