@@ -124,16 +124,19 @@ function cellMaker(profiled: ProfiledColumn[], kinds: ValueKind[], formulaGuard:
     });
 }
 
-/** Progress on the reporter: rows and rate. */
+/** Progress on the reporter: rows and rate, at most a few times a second. */
 function progressCounter(reporter: Reporter, label: string) {
   const started = Date.now();
   let rows = 0;
+  let shown = 0;
   return {
     add(n: number) {
       rows += n;
-      const seconds = (Date.now() - started) / 1000;
-      const rate = seconds > 0 ? Math.round(rows / seconds) : 0;
-      reporter.progress(`${label}: ${rows.toLocaleString('en')} rows, ${rate.toLocaleString('en')} rows/s`, { rows, rate });
+      const now = Date.now();
+      if (now - shown < 250) return;
+      shown = now;
+      const rate = Math.round(rows / Math.max((now - started) / 1000, 0.001));
+      reporter.progress(`${label}: ${rows} rows, ${rate} rows/s`, { rows, rate });
     },
     get rows() {
       return rows;
@@ -141,7 +144,7 @@ function progressCounter(reporter: Reporter, label: string) {
   };
 }
 
-async function writeOut(rows: AsyncIterable<Cell[]>, header: string[], options: ExportCsvOptions, deps: ExportCsvDeps): Promise<string> {
+async function writeOut(rows: AsyncIterable<Cell[][]>, header: string[], options: ExportCsvOptions, deps: ExportCsvDeps): Promise<string> {
   const csv = { ...options.format, signal: deps.signal };
   if (!options.output) {
     await writeCsv(rows, header, deps.stdout, csv);
@@ -209,10 +212,10 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
     const toCells = cellMaker(profiled, chosen.map((c) => c.kind), options.formulaGuard, false);
     const progress = progressCounter(deps.reporter, name);
     const batchSize = options.batchSize ?? DEFAULT_BATCH;
-    async function* rows(): AsyncGenerator<Cell[]> {
+    async function* rows(): AsyncGenerator<Cell[][]> {
       try {
         for await (const batch of read.batches(select, batchSize)) {
-          for (const row of batch) yield toCells(row);
+          yield batch.map(toCells);
           progress.add(batch.length);
           deps.ledger.add({ read: batch.length });
         }
@@ -347,11 +350,11 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
   try {
     const progress = progressCounter(deps.reporter, label);
     const batchSize = options.batchSize ?? DEFAULT_BATCH;
-    async function* rows(): AsyncGenerator<Cell[]> {
+    async function* rows(): AsyncGenerator<Cell[][]> {
       try {
         for await (const batch of read.batches(select, batchSize)) {
           deps.ledger.add({ read: batch.length });
-          let written = 0;
+          const out: Cell[][] = [];
           for (const [id, text] of batch) {
             let viewRows: Record<string, unknown>[];
             try {
@@ -373,12 +376,11 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
             }
             for (const viewRow of viewRows) {
               const cells = all.map((c) => viewCell(viewRow[c.name], c.collection));
-              if (!keep(cells)) continue;
-              written += 1;
-              yield toCells(cells);
+              if (keep(cells)) out.push(toCells(cells));
             }
           }
-          progress.add(written);
+          if (out.length > 0) yield out;
+          progress.add(out.length);
         }
       } catch (err) {
         throw userErrorFromDatabase(err, { source: label }) ?? err;
