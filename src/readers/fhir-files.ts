@@ -1,0 +1,521 @@
+/**
+ * The FHIR file reader: files, folders, globs and stdin holding Bundles (any type), Bulk Data ndjson
+ * or single resources, gzipped or not, told apart by their content. Yields FhirItems:
+ *
+ *   for await (const item of readFhirFiles(['data/', 'export/*.ndjson.gz', '-'], { cwd, stdin })) …
+ *
+ * - Memory stays flat: ndjson is read line by line, a large Bundle entry by entry (json-stream.ts);
+ *   files up to `memoryLimit` bytes are parsed whole, which is several times faster.
+ * - `urn:uuid:` fullUrls of a Bundle are resolved to `Type/id` in every `reference` of every resource
+ *   of that Bundle. References may point forward: a streamed Bundle's entries that point to a fullUrl
+ *   not seen yet are spilled to a temporary file and yielded after the last entry (with their own
+ *   entry index), so memory holds only the fullUrl → Type/id map. stdin is spooled to a temporary file.
+ *   An entry without `id` whose fullUrl is `urn:uuid:X` gets the id X (what a server would assign).
+ * - Entries with `request.method = DELETE` yield `delete` items.
+ * - Bad records yield `invalid` items (file, line or entry, reasonCode, field, raw) and reading goes on.
+ * - After each file, a `checkpoint` item `{ key: 'file:' + absolute path, state: { path, size, sha256 } }`;
+ *   `skip(fingerprint)` lets the caller pass over files it already loaded (fingerprinted before reading).
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, gunzipSync } from 'node:zlib';
+import { isLosslessNumber, parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
+import type { FhirResource } from 'fhir/r4.js';
+import type { FhirItem, Origin } from '../fhir/input.js';
+import { expandInputs, type InputFile } from './inputs.js';
+import { jsonEvents } from './json-stream.js';
+import { readLines, splitLines } from './ndjson.js';
+
+/** What identifies the content of a file: a file seen again with the same fingerprint is unchanged. */
+export interface FileFingerprint {
+  /** Absolute path, or `-` for stdin. */
+  path: string;
+  size: number;
+  /** Hex SHA-256 of the bytes as stored (compressed ones for a .gz). */
+  sha256: string;
+}
+
+export interface ReadFhirFilesOptions {
+  /** Folder relative inputs are resolved against (default process.cwd()). */
+  cwd?: string;
+  /** What `-` reads (default process.stdin). */
+  stdin?: Readable;
+  /** Return true to pass over a file, e.g. one already loaded with this fingerprint. */
+  skip?: (file: FileFingerprint) => boolean | Promise<boolean>;
+  signal?: AbortSignal;
+  /** 'lossless': numbers as LosslessNumber, so decimals keep their digits (`1.50`); default plain numbers. */
+  numbers?: 'number' | 'lossless';
+  /** Files up to this many bytes are parsed in memory (default 16 MiB); 0 streams everything. */
+  memoryLimit?: number;
+}
+
+/** Reason codes of `invalid` items. */
+export const ReasonCodes = {
+  INVALID_JSON: 'INVALID_JSON',
+  INVALID_GZIP: 'INVALID_GZIP',
+  NOT_A_RESOURCE: 'NOT_A_RESOURCE',
+  MISSING_RESOURCE_TYPE: 'MISSING_RESOURCE_TYPE',
+  INVALID_RESOURCE_TYPE: 'INVALID_RESOURCE_TYPE',
+  MISSING_ID: 'MISSING_ID',
+  INVALID_ID: 'INVALID_ID',
+  UNRESOLVED_REFERENCE: 'UNRESOLVED_REFERENCE',
+  UNSUPPORTED_DELETE: 'UNSUPPORTED_DELETE',
+} as const;
+
+const DEFAULT_MEMORY_LIMIT = 16 * 1024 * 1024;
+/** Longest `raw` text kept with an invalid item. */
+const MAX_RAW = 1024 * 1024;
+const RESOURCE_TYPE = /^[A-Z][A-Za-z]{1,63}$/;
+const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+const URN_UUID = /^urn:uuid:([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/;
+const URN_UUID_BYTES = Buffer.from('urn:uuid:');
+
+type Json = Record<string, unknown>;
+
+/** An entry to read again once the whole Bundle has been seen. */
+const DEFER = Symbol('defer');
+
+/** Reads every input in order; throws CarepipeError INPUT_NOT_FOUND before reading when one is missing. */
+export async function* readFhirFiles(inputs: readonly string[], options: ReadFhirFilesOptions = {}): AsyncGenerator<FhirItem> {
+  const cwd = options.cwd ?? process.cwd();
+  const files = await expandInputs(inputs, cwd);
+  for (const file of files) {
+    options.signal?.throwIfAborted();
+    if (file.path === undefined) {
+      yield* readStdin(file, options);
+    } else {
+      yield* readOneFile(file.source, file.path, `file:${file.path}`, file.path, options);
+    }
+  }
+}
+
+async function* readStdin(file: InputFile, options: ReadFhirFilesOptions): AsyncGenerator<FhirItem> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'carepipe-stdin-'));
+  try {
+    const spool = path.join(dir, 'stdin');
+    await pipeline(options.stdin ?? process.stdin, createWriteStream(spool), { signal: options.signal });
+    yield* readOneFile(file.source, spool, 'stdin', '-', options);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+interface Scan extends FileFingerprint {
+  gzip: boolean;
+  /** The bytes contain `urn:uuid:` (always true for gzip, whose bytes say nothing). */
+  mayHaveUrnUuid: boolean;
+}
+
+/** One streaming pass over the stored bytes: size, SHA-256, gzip magic, whether `urn:uuid:` occurs. */
+async function scanFile(file: string, shownPath: string): Promise<Scan> {
+  const hash = createHash('sha256');
+  let size = 0;
+  let head: Buffer | undefined;
+  let urn = false;
+  let tail = Buffer.alloc(0);
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    size += chunk.length;
+    head ??= chunk.subarray(0, 2);
+    if (!urn) {
+      urn = chunk.includes(URN_UUID_BYTES) || Buffer.concat([tail, chunk.subarray(0, URN_UUID_BYTES.length)]).includes(URN_UUID_BYTES);
+      tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - URN_UUID_BYTES.length)));
+    }
+  }
+  const gzip = head !== undefined && head.length === 2 && head[0] === 0x1f && head[1] === 0x8b;
+  return { path: shownPath, size, sha256: hash.digest('hex'), gzip, mayHaveUrnUuid: urn || gzip };
+}
+
+async function* readOneFile(
+  source: string,
+  file: string,
+  key: string,
+  shownPath: string,
+  options: ReadFhirFilesOptions,
+): AsyncGenerator<FhirItem> {
+  const scan = await scanFile(file, shownPath);
+  const fingerprint: FileFingerprint = { path: scan.path, size: scan.size, sha256: scan.sha256 };
+  if (options.skip && (await options.skip(fingerprint))) return;
+  const reader = new ContentReader(source, file, scan, options);
+  yield* reader.read();
+  yield { kind: 'checkpoint', source, key, state: fingerprint };
+}
+
+/** Reads one file's content once its fingerprint is known. */
+class ContentReader {
+  private readonly lossless: boolean;
+  private readonly parse: (text: string) => unknown;
+  private readonly memoryLimit: number;
+
+  constructor(
+    private readonly source: string,
+    private readonly file: string,
+    private readonly scan: Scan,
+    private readonly options: ReadFhirFilesOptions,
+  ) {
+    this.lossless = options.numbers === 'lossless';
+    this.parse = this.lossless ? (text) => parseLossless(text) : (text) => JSON.parse(text);
+    this.memoryLimit = options.memoryLimit ?? DEFAULT_MEMORY_LIMIT;
+  }
+
+  async *read(): AsyncGenerator<FhirItem> {
+    const text = await this.readSmall();
+    if (typeof text === 'object') {
+      yield text.invalid;
+      return;
+    }
+    if (text !== undefined) {
+      const kind = classify(text, true, this.file);
+      if (kind === 'ndjson') {
+        for (const { line, text: lineText } of splitLines(text)) {
+          const item = this.lineItem(lineText, line);
+          if (item) yield item;
+        }
+        return;
+      }
+      let document: unknown;
+      try {
+        document = text.trim() === '' ? undefined : this.parse(stripBom(text));
+      } catch {
+        // Not one JSON value: stream it, which yields what comes before the break and then says where.
+        yield* this.streamDocument();
+        return;
+      }
+      if (document !== undefined) yield* this.documentItems(document, {});
+      return;
+    }
+    const head = await this.peek();
+    if (typeof head === 'object') {
+      yield head.invalid;
+      return;
+    }
+    if (classify(head, false, this.file) === 'ndjson') {
+      for await (const { line, text: lineText } of readLines(this.open(), { signal: this.options.signal })) {
+        const item = this.lineItem(lineText, line);
+        if (item) yield item;
+      }
+      return;
+    }
+    yield* this.streamDocument();
+  }
+
+  /** The whole decoded text when the file is small enough, undefined when it must be streamed. */
+  private async readSmall(): Promise<string | undefined | { invalid: FhirItem }> {
+    if (this.scan.gzip) {
+      if (this.scan.size > this.memoryLimit / 4) return undefined;
+      const compressed = await readFile(this.file);
+      try {
+        return gunzipSync(compressed, { maxOutputLength: Math.max(1, this.memoryLimit) }).toString('utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
+        return { invalid: this.invalid({}, 'INVALID_GZIP', `not a valid gzip file: ${(err as Error).message}`) };
+      }
+    }
+    if (this.scan.size > this.memoryLimit) return undefined;
+    return readFile(this.file, 'utf8');
+  }
+
+  /** The decoded byte stream of the file. */
+  private open(): Readable {
+    const raw = createReadStream(this.file, { highWaterMark: 1 << 20 });
+    if (!this.scan.gzip) return raw;
+    const gunzip = createGunzip();
+    raw.on('error', (err) => gunzip.destroy(err));
+    gunzip.on('close', () => raw.destroy());
+    return raw.pipe(gunzip);
+  }
+
+  /** The first lines of a streamed file, enough to tell ndjson from a JSON document. */
+  private async peek(): Promise<string | { invalid: FhirItem }> {
+    const input = this.open();
+    input.setEncoding('utf8');
+    let head = '';
+    try {
+      for await (const chunk of input as AsyncIterable<string>) {
+        head += chunk;
+        if (head.length > 1 << 20 || countLines(head) >= 3) break;
+      }
+    } catch (err) {
+      return { invalid: this.invalid({}, this.scan.gzip ? 'INVALID_GZIP' : 'INVALID_JSON', (err as Error).message) };
+    } finally {
+      input.destroy();
+    }
+    return head;
+  }
+
+  private lineItem(text: string, line: number): FhirItem | undefined {
+    if (text.trim() === '') return undefined;
+    let value: unknown;
+    try {
+      value = this.parse(text);
+    } catch (err) {
+      return this.invalid({ line }, 'INVALID_JSON', `invalid JSON: ${(err as Error).message}`, undefined, text);
+    }
+    return this.resourceItem(value, { line }, undefined) as FhirItem;
+  }
+
+  /**
+   * Streams one or more top-level JSON values; Bundles entry by entry, in one pass. An entry whose
+   * urn:uuid reference is not yet known (it points forward) is spilled to a temporary file and read
+   * again at the end of the file, when every fullUrl is known: memory holds only fullUrl → Type/id.
+   */
+  private async *streamDocument(): AsyncGenerator<FhirItem> {
+    const signal = this.options.signal;
+    const refs = this.scan.mayHaveUrnUuid ? new Map<string, string>() : undefined;
+    const spill = new Spill(this.lossless);
+    try {
+      for await (const event of jsonEvents(this.open(), { lossless: this.lossless, signal })) {
+        switch (event.type) {
+          case 'entry': {
+            if (refs) collectReference(event.entry, refs);
+            const item = this.entryItem(event.entry, event.index, refs, true);
+            if (item === DEFER) await spill.write(event.index, event.entry);
+            else if (item) yield item;
+            break;
+          }
+          case 'value':
+            yield* this.documentItems(event.value, {});
+            break;
+          case 'error':
+            yield this.invalid(event.entry !== undefined ? { entry: event.entry } : {}, 'INVALID_JSON', `invalid JSON: ${event.message}`);
+            break;
+          case 'bundleEnd':
+            break;
+        }
+      }
+      for await (const { index, entry } of spill.entries(this.parse)) {
+        const item = this.entryItem(entry, index, refs, false);
+        if (item && item !== DEFER) yield item;
+      }
+    } finally {
+      await spill.remove();
+    }
+  }
+
+  /** Items of one complete JSON value: a Bundle's entries, or a single resource. */
+  private *documentItems(value: unknown, origin: Partial<Origin>): Generator<FhirItem> {
+    if (isObject(value) && value.resourceType === 'Bundle' && Array.isArray(value.entry)) {
+      let refs: Map<string, string> | undefined;
+      if (this.scan.mayHaveUrnUuid) {
+        refs = new Map();
+        for (const entry of value.entry) collectReference(entry, refs);
+      }
+      for (let i = 0; i < value.entry.length; i++) {
+        const item = this.entryItem(value.entry[i], i, refs) as FhirItem | undefined;
+        if (item) yield item;
+      }
+      return;
+    }
+    yield this.resourceItem(value, origin, undefined) as FhirItem;
+  }
+
+  /** The item of one Bundle entry; undefined for an entry with neither resource nor DELETE (a response). */
+  private entryItem(entry: unknown, index: number, refs: Map<string, string> | undefined, defer = false): FhirItem | undefined | typeof DEFER {
+    const origin = { entry: index };
+    if (!isObject(entry)) return this.invalid(origin, 'NOT_A_RESOURCE', 'a Bundle entry must be a JSON object', undefined, this.raw(entry));
+    const request = isObject(entry.request) ? entry.request : undefined;
+    if (typeof request?.method === 'string' && request.method.toUpperCase() === 'DELETE') return this.deleteItem(request.url, origin, refs, defer);
+    if (entry.resource === undefined) return undefined;
+    const resource = entry.resource;
+    if (isObject(resource) && resource.id === undefined && typeof entry.fullUrl === 'string') {
+      const uuid = URN_UUID.exec(entry.fullUrl)?.[1];
+      if (uuid) resource.id = uuid;
+    }
+    return this.resourceItem(resource, origin, refs, defer);
+  }
+
+  private deleteItem(url: unknown, origin: Partial<Origin>, refs: Map<string, string> | undefined, defer: boolean): FhirItem | typeof DEFER {
+    if (typeof url !== 'string') return this.invalid(origin, 'UNSUPPORTED_DELETE', 'a DELETE entry needs request.url', 'request.url');
+    let target = url;
+    if (url.startsWith('urn:uuid:')) {
+      const resolved = refs?.get(url);
+      if (!resolved && defer) return DEFER;
+      if (!resolved) return this.invalid(origin, 'UNRESOLVED_REFERENCE', `DELETE ${url} is not the fullUrl of any entry`, 'request.url', url);
+      target = resolved;
+    }
+    if (target.includes('?')) {
+      return this.invalid(origin, 'UNSUPPORTED_DELETE', `conditional DELETE ${target} is not supported: name the resource as Type/id`, 'request.url', url);
+    }
+    const match = /(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]*)?\/?$/.exec(target);
+    if (!match) return this.invalid(origin, 'UNSUPPORTED_DELETE', `DELETE ${target}: request.url must be Type/id`, 'request.url', url);
+    return { kind: 'delete', source: this.source, ...origin, resourceType: match[1], id: match[2] };
+  }
+
+  /** Checks a parsed value is a resource, and resolves its urn:uuid references when in a Bundle. */
+  private resourceItem(value: unknown, origin: Partial<Origin>, refs: Map<string, string> | undefined, defer = false): FhirItem | typeof DEFER {
+    if (!isObject(value)) {
+      return this.invalid(origin, 'NOT_A_RESOURCE', `expected a FHIR resource (a JSON object), got ${Array.isArray(value) ? 'an array' : typeof value}`, undefined, this.raw(value));
+    }
+    const { resourceType, id } = value;
+    if (resourceType === undefined) return this.invalid(origin, 'MISSING_RESOURCE_TYPE', 'the resource has no resourceType', 'resourceType', this.raw(value));
+    if (typeof resourceType !== 'string' || !RESOURCE_TYPE.test(resourceType)) {
+      return this.invalid(origin, 'INVALID_RESOURCE_TYPE', `resourceType ${JSON.stringify(this.raw(resourceType))} is not a FHIR resource type`, 'resourceType', this.raw(value));
+    }
+    if (id === undefined) return this.invalid(origin, 'MISSING_ID', `the ${resourceType} has no id`, 'id', this.raw(value));
+    if (typeof id !== 'string' || !FHIR_ID.test(id)) {
+      return this.invalid(origin, 'INVALID_ID', `the ${resourceType} id is not a FHIR id (1-64 letters, digits, '-' or '.')`, 'id', this.raw(value));
+    }
+    // A Bundle read as a resource (an ndjson line) keeps its own urn:uuid references as they are.
+    if (resourceType !== 'Bundle' && (refs !== undefined || this.scan.mayHaveUrnUuid)) {
+      const unresolved: string[] = [];
+      resolveReferences(value, refs, '', unresolved);
+      // Resolved references are rewritten in place, so the spilled copy only lacks the forward ones.
+      if (unresolved.length > 0 && defer) return DEFER;
+      if (unresolved.length > 0) {
+        return this.invalid(
+          origin,
+          'UNRESOLVED_REFERENCE',
+          `${unresolved.length === 1 ? 'the reference' : `${unresolved.length} references, the first`} at ${unresolved[0]} is a urn:uuid that no entry of ${refs ? 'this Bundle' : 'a Bundle'} declares`,
+          unresolved[0],
+          this.raw(value),
+        );
+      }
+    }
+    return { kind: 'resource', source: this.source, ...origin, resource: value as unknown as FhirResource & { id: string } };
+  }
+
+  private invalid(origin: Partial<Origin>, reasonCode: keyof typeof ReasonCodes, message: string, field?: string, raw?: string): FhirItem {
+    return {
+      kind: 'invalid',
+      source: this.source,
+      ...origin,
+      reasonCode,
+      message,
+      ...(field !== undefined ? { field } : {}),
+      ...(raw !== undefined ? { raw: raw.length > MAX_RAW ? raw.slice(0, MAX_RAW) : raw } : {}),
+    };
+  }
+
+  private raw(value: unknown): string {
+    if (typeof value === 'string') return value;
+    try {
+      return (this.lossless ? stringifyLossless(value) : JSON.stringify(value)) ?? String(value);
+    } catch {
+      return String(value);
+    }
+  }
+}
+
+/** Bundle entries set aside on disk, as ndjson of `{index, entry}`; the file exists only once written to. */
+class Spill {
+  private dir: string | undefined;
+  private file: string | undefined;
+  private out: import('node:fs').WriteStream | undefined;
+
+  constructor(private readonly lossless: boolean) {}
+
+  async write(index: number, entry: unknown): Promise<void> {
+    if (!this.out) {
+      this.dir = await mkdtemp(path.join(os.tmpdir(), 'carepipe-spill-'));
+      this.file = path.join(this.dir, 'entries.ndjson');
+      this.out = createWriteStream(this.file);
+    }
+    const line = `${this.lossless ? stringifyLossless({ index, entry }) : JSON.stringify({ index, entry })}\n`;
+    if (!this.out.write(line)) await once(this.out, 'drain');
+  }
+
+  async *entries(parse: (text: string) => unknown): AsyncGenerator<{ index: number; entry: unknown }> {
+    if (!this.out || !this.file) return;
+    const out = this.out;
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    for await (const { text } of readLines(createReadStream(this.file))) {
+      const { index, entry } = parse(text) as { index: unknown; entry: unknown };
+      yield { index: Number(index), entry };
+    }
+  }
+
+  async remove(): Promise<void> {
+    this.out?.destroy();
+    if (this.dir) await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Tells ndjson from a JSON document by the first lines, falling back on the file name. */
+function classify(text: string, complete: boolean, file: string): 'ndjson' | 'json' {
+  const lines: string[] = [];
+  for (const { text: line } of splitLines(stripBom(text))) {
+    if (line.trim() === '') continue;
+    lines.push(line);
+    if (lines.length === 2) break;
+  }
+  const namedNdjson = /\.(ndjson|jsonl)(\.gz)?$/i.test(file);
+  if (lines.length < 2) return complete || !namedNdjson ? 'json' : 'ndjson';
+  if (isJsonObjectText(lines[0])) return 'ndjson';
+  // A bad first line: still ndjson when the next line is a whole object (a pretty-printed
+  // document's second line never is).
+  if (isJsonObjectText(lines[1])) return 'ndjson';
+  return namedNdjson ? 'ndjson' : 'json';
+}
+
+function isJsonObjectText(line: string): boolean {
+  const t = line.trim();
+  if (!t.startsWith('{') || !t.endsWith('}')) return false;
+  try {
+    JSON.parse(t);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function countLines(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
+
+function stripBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !isLosslessNumber(value);
+}
+
+/** Records `urn:uuid:X → Type/id` for one Bundle entry. */
+function collectReference(entry: unknown, refs: Map<string, string>): void {
+  if (!isObject(entry) || typeof entry.fullUrl !== 'string' || !entry.fullUrl.startsWith('urn:uuid:')) return;
+  const resource = entry.resource;
+  if (!isObject(resource) || typeof resource.resourceType !== 'string') return;
+  const id = typeof resource.id === 'string' ? resource.id : URN_UUID.exec(entry.fullUrl)?.[1];
+  if (id) refs.set(copyString(entry.fullUrl), copyString(`${resource.resourceType}/${id}`));
+}
+
+/**
+ * A string that shares no memory with the one given. Strings cut from a streamed chunk keep the whole
+ * chunk alive; the fullUrl map lives as long as the Bundle, so it must not hold every chunk of it.
+ */
+function copyString(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
+}
+
+/** Rewrites every `reference: "urn:uuid:…"` found in refs; collects the paths of those not found. */
+function resolveReferences(node: unknown, refs: Map<string, string> | undefined, at: string, unresolved: string[]): void {
+  if (Array.isArray(node)) {
+    for (let i = 0; i < node.length; i++) {
+      const v = node[i];
+      if (typeof v === 'object' && v !== null) resolveReferences(v, refs, `${at}[${i}]`, unresolved);
+    }
+    return;
+  }
+  if (isLosslessNumber(node)) return;
+  const obj = node as Json;
+  for (const key in obj) {
+    const v = obj[key];
+    if (key === 'reference' && typeof v === 'string') {
+      if (v.startsWith('urn:uuid:')) {
+        const resolved = refs?.get(v);
+        if (resolved) obj[key] = resolved;
+        else unresolved.push(at ? `${at}.reference` : 'reference');
+      }
+    } else if (typeof v === 'object' && v !== null) {
+      resolveReferences(v, refs, at ? `${at}.${key}` : key, unresolved);
+    }
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * Rows to a text stream, for people and for other programs: ndjson (one JSON object per row, keys in
+ * column order), CSV (csv-stringify, header row always, even with no rows), or a text table. A writer
+ * knows columns and values, nothing of where the rows come from. Back-pressure: `write` resolves once
+ * the stream has room.
+ */
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
+import { stringify } from 'csv-stringify/sync';
+import { formatTable } from '../cli/output.js';
+
+export type RowFormat = 'ndjson' | 'csv' | 'table';
+export const ROW_FORMATS: readonly RowFormat[] = ['ndjson', 'csv', 'table'];
+
+export interface RowColumn {
+  name: string;
+}
+
+export interface RowWriter {
+  write(row: Record<string, unknown>): Promise<void>;
+  /** Flushes what is buffered (the table's last rows; the CSV header when there were no rows). */
+  end(): Promise<void>;
+}
+
+/** Rows of a table printed together: column widths are computed per block so memory stays bounded. */
+const TABLE_BLOCK = 1000;
+
+/** `signal`: stop waiting for room (e.g. the reader of stdout went away). */
+export function rowWriter(format: RowFormat, columns: readonly RowColumn[], out: Writable, options: { signal?: AbortSignal } = {}): RowWriter {
+  const names = columns.map((c) => c.name);
+  const put = async (text: string) => {
+    options.signal?.throwIfAborted();
+    if (!out.write(text)) await once(out, 'drain', { signal: options.signal });
+  };
+  switch (format) {
+    case 'ndjson':
+      return {
+        write: (row) => put(`${JSON.stringify(row, jsonValue)}\n`),
+        end: async () => undefined,
+      };
+    case 'csv': {
+      let header = true;
+      const line = (cells: unknown[]) => stringify([cells], { cast: { boolean: (b) => String(b), date: (d) => d.toISOString() } });
+      return {
+        write: async (row) => {
+          if (header) {
+            header = false;
+            await put(line(names));
+          }
+          await put(line(names.map((n) => csvCell(row[n]))));
+        },
+        end: async () => {
+          if (header) await put(line(names));
+        },
+      };
+    }
+    case 'table': {
+      let block: (string | null)[][] = [];
+      let printed = false;
+      const flush = async () => {
+        printed = true;
+        await put(formatTable(names, block));
+        block = [];
+      };
+      return {
+        write: async (row) => {
+          block.push(names.map((n) => textCell(row[n])));
+          if (block.length >= TABLE_BLOCK) await flush();
+        },
+        end: async () => {
+          if (block.length > 0 || !printed) await flush();
+        },
+      };
+    }
+  }
+}
+
+/** JSON.stringify replacer: binary columns as base64 text. */
+function jsonValue(this: unknown, _key: string, value: unknown): unknown {
+  if (value && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
+    return Buffer.from((value as { data: number[] }).data).toString('base64');
+  }
+  return value;
+}
+
+/** A CSV cell: null empty, binary as base64, lists and objects as JSON text. */
+function csvCell(value: unknown): unknown {
+  if (value === null || value === undefined) return null;
+  if (Buffer.isBuffer(value)) return value.toString('base64');
+  if (typeof value === 'object') return JSON.stringify(value, jsonValue);
+  return value;
+}
+
+function textCell(value: unknown): string | null {
+  const cell = csvCell(value);
+  return cell === null ? null : String(cell);
+}
