@@ -3,8 +3,8 @@
  * of the ViewDefinitions in `views/*.json` (declared by their columns' research tags) and each
  * domain's own declarations.
  *
- * A domain adds ONE line to DOMAINS below: `() => import('../<domain>/export.js'),` where
- * `src/<domain>/export.ts` exports `exportSources: SourceDeclaration[]`.
+ * A domain adds ONE line to DOMAINS below, loading its `src/<domain>/export.ts` (lazily: the CLI
+ * starts without loading every domain).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -12,10 +12,11 @@ import { fileURLToPath } from 'node:url';
 import type { SourceDeclaration } from './treatments.js';
 import { viewSources } from './view-tags.js';
 
-type DomainModule = () => Promise<{ exportSources: SourceDeclaration[] }>;
-
-const DOMAINS: DomainModule[] = [
-  // () => import('../clinicians/export.js'),
+const DOMAINS: (() => Promise<SourceDeclaration[]>)[] = [
+  async () => [(await import('../clinicians/export.js')).cliniciansSource],
+  async () => (await import('../directory/export.js')).directorySources,
+  async () => (await import('../appointments/export.js')).appointmentSources,
+  async () => [(await import('../fhir/codings.js')).diseasesSource],
 ];
 
 /** The core tables. The ledger and the rejects are for operators; research exports get no paths or raw records. */
@@ -105,7 +106,7 @@ export async function loadSources(options: { viewsDir?: string } = {}): Promise<
   for (const source of viewSources(options.viewsDir ?? viewsDir())) out.set(source.name, source);
   for (const source of coreSources) out.set(source.name, source);
   for (const load of DOMAINS) {
-    for (const source of (await load()).exportSources) out.set(source.name, source);
+    for (const source of await load()) out.set(source.name, source);
   }
   return out;
 }
