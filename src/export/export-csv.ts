@@ -147,7 +147,13 @@ function progressCounter(reporter: Reporter, label: string) {
 async function writeOut(rows: AsyncIterable<Cell[][]>, header: string[], options: ExportCsvOptions, deps: ExportCsvDeps): Promise<string> {
   const csv = { ...options.format, signal: deps.signal };
   if (!options.output) {
-    await writeCsv(rows, header, deps.stdout, csv);
+    try {
+      await writeCsv(rows, header, deps.stdout, csv);
+    } catch (err) {
+      // The reader of a pipe went away (`| head`): it has what it wanted; stop quietly, as Unix tools do.
+      if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err;
+      deps.ledger.details.output_closed = true;
+    }
     return 'stdout';
   }
   const file = path.resolve(deps.cwd, options.output);
