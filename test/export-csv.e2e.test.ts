@@ -221,6 +221,39 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     expect(where.stdout).toBe('id\r\npat-1\r\n');
   });
 
+  it('a resource that does not fit the view goes to rejects (exit 1) and the others are exported', async () => {
+    await storeResources(ctx.db.knex, [
+      { resource: { resourceType: 'Patient', id: 'p-ok', multipleBirthInteger: 2 }, lastUpdated: '2026-11-01T00:00:00Z' },
+      { resource: { resourceType: 'Patient', id: 'p-bad', multipleBirthInteger: 'twins' }, lastUpdated: '2026-11-01T00:00:00Z' },
+    ]);
+    const view = {
+      resourceType: 'ViewDefinition',
+      name: 'births',
+      resource: 'Patient',
+      status: 'active',
+      select: [{ column: [{ name: 'id', path: 'id' }, { name: 'births', path: 'multipleBirth.ofType(integer)', type: 'integer' }] }],
+    };
+    writeFileSync(path.join(ctx.test.tmp, 'births.json'), JSON.stringify(view));
+    const result = await run(['--view', 'births.json', '-o', 'births.csv']);
+    expect(result.code).toBe(1);
+    expect(readFileSync(path.join(ctx.test.tmp, 'births.csv'), 'utf8')).toBe('id,births\r\np-ok,2\r\n');
+    const db = await ctx.test.connect();
+    try {
+      const rejects = await db.knex('rejects').select('record_key', 'field', 'reason_code');
+      expect(rejects).toEqual([{ record_key: 'Patient/p-bad', field: 'births', reason_code: 'RECORD_INVALID' }]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('--dry-run reads and counts but writes no file', async () => {
+    await storeRejects(ctx.db.knex);
+    const result = await run(['rejects', '-o', 'r.csv', '--dry-run']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe('dry run: 3 rows of rejects (clinical) would be written to r.csv\n');
+    expect(existsSync(path.join(ctx.test.tmp, 'r.csv'))).toBe(false);
+  });
+
   it('research profile: no name, NHS number or address anywhere; pseudonyms stable per key and different across keys', async () => {
     await storeResources(ctx.db.knex, [
       { resource: PATIENT_1, lastUpdated: '2026-11-01T00:00:00Z' },

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import type { Knex } from 'knex';
 import { parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
 import { CarepipeError, isCarepipeError } from '../errors.js';
@@ -51,6 +51,8 @@ export interface ExportCsvDeps {
   signal: AbortSignal;
   cwd: string;
   now: () => Date;
+  /** --dry-run: read and count everything, write no file. */
+  dryRun?: boolean;
   /** More declarations than the shipped ones (tests declare a computed source of their own). */
   extraSources?: SourceDeclaration[];
 }
@@ -146,6 +148,11 @@ function progressCounter(reporter: Reporter, label: string) {
 
 async function writeOut(rows: AsyncIterable<Cell[][]>, header: string[], options: ExportCsvOptions, deps: ExportCsvDeps): Promise<string> {
   const csv = { ...options.format, signal: deps.signal };
+  if (deps.dryRun) {
+    const nowhere = new Writable({ write: (_chunk, _encoding, done) => done() });
+    await writeCsv(rows, header, nowhere, csv);
+    return 'none (dry run)';
+  }
   if (!options.output) {
     try {
       await writeCsv(rows, header, deps.stdout, csv);
