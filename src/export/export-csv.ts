@@ -120,9 +120,9 @@ function cellMaker(profiled: ProfiledColumn[], kinds: ValueKind[], formulaGuard:
     plan.map(({ index, kind, transform, guard }) => {
       const value = row[index];
       if (value === null || value === undefined) return null;
-      let cell = formatted ? (value as string) : formatPgText(value as string, kind);
+      let cell: string | null = formatted ? (value as string) : formatPgText(value as string, kind);
       if (transform) cell = transform(cell);
-      return guard ? guardFormula(cell) : cell;
+      return guard && cell !== null ? guardFormula(cell) : cell;
     });
 }
 
