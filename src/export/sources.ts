@@ -12,11 +12,13 @@ import { fileURLToPath } from 'node:url';
 import type { SourceDeclaration } from './treatments.js';
 import { viewSources } from './view-tags.js';
 
-const DOMAINS: (() => Promise<SourceDeclaration[]>)[] = [
-  async () => [(await import('../clinicians/export.js')).cliniciansSource],
-  async () => (await import('../directory/export.js')).directorySources,
-  async () => (await import('../appointments/export.js')).appointmentSources,
-  async () => [(await import('../fhir/codings.js')).diseasesSource],
+type DomainModule = () => Promise<SourceDeclaration[]>;
+
+const DOMAINS: DomainModule[] = [
+  () => import('../clinicians/export.js').then((m) => [m.cliniciansSource]),
+  () => import('../directory/export.js').then((m) => m.directorySources),
+  () => import('../appointments/export.js').then((m) => m.appointmentSources),
+  () => import('../fhir/codings.js').then((m) => [m.diseasesSource]),
 ];
 
 /** The core tables. The ledger and the rejects are for operators; research exports get no paths or raw records. */
