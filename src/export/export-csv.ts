@@ -218,6 +218,9 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
     if (options.since !== undefined) {
       const column = declaration.lastUpdatedColumn;
       if (!column || !known.has(column)) throw usage(`--since: ${name} has no last-updated column`);
+      if (options.profile === 'research' && declaration.columns[column] !== 'keep') {
+        throw usage(`--since: the research profile filters only on columns kept as they are; ${name}.${column} is ${declaration.columns[column] ?? 'undeclared'}`);
+      }
       since = { column, value: options.since };
     }
     const orderBy = computed ? [] : await read.primaryKey(declaration.relation ?? name);
