@@ -142,7 +142,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     expect(noMatch.stdout).toBe('id\r\n');
     const both = await run(['rejects', '--columns', 'id', '--where', 'retryable=false', '--where', 'line>0']);
     expect(both.stdout).toBe('id\r\n1\r\n');
-  });
+  }, 240_000);
 
   it('refuses --where on a column the source does not have, naming it', async () => {
     const result = await run(['rejects', '--where', '1=1 or true--=x']);
@@ -180,7 +180,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     expect(ok.stdout).toContain(`3 rows of rejects (clinical) written to ${file}`);
     expect(readFileSync(file, 'utf8')).toBe('id\r\n1\r\n2\r\n3\r\n');
     expect(readdirSync(path.dirname(file))).toEqual(['rejects.csv']);
-  });
+  }, 240_000);
 
   it('records the export in the ledger with its source, profile and row count, without --where values', async () => {
     await storeRejects(ctx.db.knex);
@@ -219,7 +219,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     expect(since.stdout).toBe('id\r\npat-2\r\n');
     const where = await run(['--view', 'patients.json', '--columns', 'id', '--where', 'gender=female']);
     expect(where.stdout).toBe('id\r\npat-1\r\n');
-  });
+  }, 240_000);
 
   it('a resource that does not fit the view goes to rejects (exit 1) and the others are exported', async () => {
     await storeResources(ctx.db.knex, [
@@ -285,7 +285,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
         expect(output).not.toContain(identifying);
       }
     }
-  });
+  }, 240_000);
 
   it('research profile refuses to run without CAREPIPE_PSEUDONYM_KEY (exit 2)', async () => {
     const result = await run(['rejects', '--profile', 'research', '-o', 'x.csv']);
@@ -314,7 +314,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     const chosen = await run(['rejects', '--profile', 'research', '--columns', 'reason_code,record_key'], { CAREPIPE_PSEUDONYM_KEY: KEY_A });
     expect(chosen.code).toBe(0);
     expect(chosen.stdout).toBe('reason_code,record_key\r\nR,\r\n');
-  });
+  }, 240_000);
 
   it('research profile refuses to filter on identifying columns or to select dropped ones', async () => {
     const filter = await run(['rejects', '--profile', 'research', '--where', 'record_key=pat-1'], { CAREPIPE_PSEUDONYM_KEY: KEY_A });
@@ -323,7 +323,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     const dropped = await run(['rejects', '--profile', 'research', '--columns', 'id,raw'], { CAREPIPE_PSEUDONYM_KEY: KEY_A });
     expect(dropped.code).toBe(2);
     expect(dropped.stderr).toMatch(/'raw' is dropped/);
-  });
+  }, 240_000);
 
   it('names an unknown source and lists the sources', async () => {
     const unknown = await run(['no_such_table']);
@@ -333,5 +333,5 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     expect(list.code).toBe(0);
     const sources = JSON.parse(list.stdout) as { name: string; columns: { name: string; research: string }[] }[];
     expect(sources.find((s) => s.name === 'fhir_resources')?.columns).toContainEqual({ name: 'resource', research: 'drop' });
-  });
+  }, 240_000);
 });
