@@ -6,9 +6,12 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { BACKENDS, useTestDatabase } from './helpers/db.js';
 import { runCli } from './helpers/cli.js';
+
+// Each test runs the built binary several times; embedded PGlite on a busy machine needs minutes, not seconds.
+vi.setConfig({ testTimeout: 300_000 });
 
 const VALID = `
 export default {

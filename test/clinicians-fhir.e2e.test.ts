@@ -8,10 +8,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startFhirServer, type FhirServer, type FhirServerOptions, type StoredResource } from '../fixtures/fhir-server.js';
 import { BACKENDS, useTestDatabase } from './helpers/db.js';
 import { runCli, type CliResult } from './helpers/cli.js';
+
+// Each test runs the built binary several times; embedded PGlite on a busy machine needs minutes, not seconds.
+vi.setConfig({ testTimeout: 300_000 });
 
 /** Practitioner `pN` with an NPI, a work phone and an email; p3 has an RPPS number instead. */
 function practitioner(n: number, extra: Partial<StoredResource> = {}): StoredResource {
@@ -147,6 +150,16 @@ for (const backend of BACKENDS) {
         ['p4', true, null],
       ]);
       expect(String(rows[1]!.source_run)).toBe(String(summary.run_id));
+    });
+
+    it('marks no one inactive after an empty listing, which is more likely a fault than everyone leaving', async () => {
+      const fhir = await start({ resources: staff(2) });
+      expect((await run()).code).toBe(0);
+      for (const n of [1, 2]) fhir.remove('Practitioner', `p${n}`);
+      const second = await run();
+      expect(second.code, second.stderr).toBe(0);
+      expect(JSON.parse(second.stdout).clinicians).toMatchObject({ marked_inactive: 0, inactive_marking: 'skipped: the listing was empty' });
+      expect((await clinicians()).every((r) => r.active)).toBe(true);
     });
 
     it('takes active=false from the provider as inactive', async () => {

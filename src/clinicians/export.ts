@@ -29,3 +29,6 @@ export const cliniciansSource: SourceDeclaration = {
     source_run: 'keep',
   },
 };
+
+/** What src/export/sources.ts collects from this domain. */
+export const exportSources: SourceDeclaration[] = [cliniciansSource];

@@ -167,7 +167,11 @@ export async function importClinicians(options: ImportClinicianOptions, deps: Im
   await flush();
 
   if (backend.completeListing) {
-    if (unkeyedRejects > 0) {
+    if (ledger.counts.read === 0) {
+      // An empty answer is more likely a provider fault than everyone leaving at once.
+      result.inactive_marking = 'skipped: the listing was empty';
+      deps.log('warn', 'inactive_marking_skipped', { reason: result.inactive_marking });
+    } else if (unkeyedRejects > 0) {
       // A rejected record we cannot key might be a clinician still listed: do not call anyone gone.
       result.inactive_marking = `skipped: ${unkeyedRejects} rejected record(s) without a key`;
       deps.log('warn', 'inactive_marking_skipped', { reason: result.inactive_marking });

@@ -1,10 +1,10 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { setting, type CommonFlags, type Settings } from '../../config.js';
 import { CarepipeError } from '../../errors.js';
-import { envName } from '../../clinicians/import.js';
+import { checkConfig, envName } from '../../clinicians/import.js';
 import { builtinRegistry, loadBackendModule } from '../../clinicians/registry.js';
 import type { BackendConfig, ClinicianBackend } from '../../clinicians/types.js';
-import { runCommand, wholeNumber, withCommonOptions, type CliState } from '../common.js';
+import { prepare, runCommand, wholeNumber, withCommonOptions, type CliState } from '../common.js';
 
 interface ImportCliniciansFlags extends CommonFlags {
   backendModule?: string;
@@ -87,13 +87,16 @@ export function registerImportClinicians(program: Command, state: CliState): voi
     } else {
       throw new CarepipeError('USAGE', `name a backend (${registry.names().join(', ')}) or give --backend-module FILE`);
     }
+    // Settings are checked before the database is opened: a usage error leaves no run behind.
+    const config = backendConfig(backend, flags, prepare(state, flags).settings);
+    checkConfig(backend, config);
     await runCommand(state, flags, { name: 'import-clinicians', target: backend.name, argv: rawArgs(command) }, async ({ settings, db, ledger, reporter, signal, now }) => {
       const { importClinicians } = await import('../../clinicians/import.js');
       await reporter.start(`import-clinicians ${backend.name}`);
       const result = await importClinicians(
         {
           backend,
-          config: backendConfig(backend, flags, settings),
+          config,
           maxRetries: numberSetting(settings, flags.maxRetries, 'CAREPIPE_MAX_RETRIES', 'maxRetries', 5),
           baseDelayMs: numberSetting(settings, flags.retryDelay, 'CAREPIPE_RETRY_DELAY', 'retryDelay', 500),
           timeoutMs: numberSetting(settings, flags.timeout, 'CAREPIPE_HTTP_TIMEOUT', 'httpTimeout', 10) * 1000,
@@ -114,12 +117,16 @@ export function registerImportClinicians(program: Command, state: CliState): voi
         `${backend.name}: ${counts.read} read, ${result.inserted} new, ${result.updated} updated, ${result.unchanged} unchanged, ` +
         `${result.duplicates} duplicates, ${counts.rejected} rejected, ${result.marked_inactive} marked inactive` +
         `${backend.completeListing ? '' : ' (listing not complete: none marked inactive)'}\n` +
-        `http: ${result.http.requests} requests, ${result.http.failed_attempts} failed attempts` +
+        `http: ${plural(result.http.requests, 'request')}, ${plural(result.http.failed_attempts, 'failed attempt')}` +
         `${Object.keys(result.http.failures).length ? ` (${Object.entries(result.http.failures).map(([k, v]) => `${k}: ${v}`).join(', ')})` : ''}, ` +
-        `token ${result.http.token}, ${result.http.reauthentications} re-authentications`;
+        `token ${result.http.token}, ${plural(result.http.reauthentications, 're-authentication')}`;
       return { human };
     });
   });
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
 
 /** The command line after `import-clinicians`, as typed (runCommand redacts secrets before the ledger). */
