@@ -142,7 +142,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     expect(noMatch.stdout).toBe('id\r\n');
     const both = await run(['rejects', '--columns', 'id', '--where', 'retryable=false', '--where', 'line>0']);
     expect(both.stdout).toBe('id\r\n1\r\n');
-  });
+  }, 240_000);
 
   it('refuses --where on a column the source does not have, naming it', async () => {
     const result = await run(['rejects', '--where', '1=1 or true--=x']);
@@ -180,7 +180,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     expect(ok.stdout).toContain(`3 rows of rejects (clinical) written to ${file}`);
     expect(readFileSync(file, 'utf8')).toBe('id\r\n1\r\n2\r\n3\r\n');
     expect(readdirSync(path.dirname(file))).toEqual(['rejects.csv']);
-  });
+  }, 240_000);
 
   it('records the export in the ledger with its source, profile and row count, without --where values', async () => {
     await storeRejects(ctx.db.knex);
@@ -219,6 +219,39 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     expect(since.stdout).toBe('id\r\npat-2\r\n');
     const where = await run(['--view', 'patients.json', '--columns', 'id', '--where', 'gender=female']);
     expect(where.stdout).toBe('id\r\npat-1\r\n');
+  }, 240_000);
+
+  it('a resource that does not fit the view goes to rejects (exit 1) and the others are exported', async () => {
+    await storeResources(ctx.db.knex, [
+      { resource: { resourceType: 'Patient', id: 'p-ok', multipleBirthInteger: 2 }, lastUpdated: '2026-11-01T00:00:00Z' },
+      { resource: { resourceType: 'Patient', id: 'p-bad', multipleBirthInteger: 'twins' }, lastUpdated: '2026-11-01T00:00:00Z' },
+    ]);
+    const view = {
+      resourceType: 'ViewDefinition',
+      name: 'births',
+      resource: 'Patient',
+      status: 'active',
+      select: [{ column: [{ name: 'id', path: 'id' }, { name: 'births', path: 'multipleBirth.ofType(integer)', type: 'integer' }] }],
+    };
+    writeFileSync(path.join(ctx.test.tmp, 'births.json'), JSON.stringify(view));
+    const result = await run(['--view', 'births.json', '-o', 'births.csv']);
+    expect(result.code).toBe(1);
+    expect(readFileSync(path.join(ctx.test.tmp, 'births.csv'), 'utf8')).toBe('id,births\r\np-ok,2\r\n');
+    const db = await ctx.test.connect();
+    try {
+      const rejects = await db.knex('rejects').select('record_key', 'field', 'reason_code');
+      expect(rejects).toEqual([{ record_key: 'Patient/p-bad', field: 'births', reason_code: 'RECORD_INVALID' }]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('--dry-run reads and counts but writes no file', async () => {
+    await storeRejects(ctx.db.knex);
+    const result = await run(['rejects', '-o', 'r.csv', '--dry-run']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe('dry run: 3 rows of rejects (clinical) would be written to r.csv\n');
+    expect(existsSync(path.join(ctx.test.tmp, 'r.csv'))).toBe(false);
   });
 
   it('research profile: no name, NHS number or address anywhere; pseudonyms stable per key and different across keys', async () => {
@@ -252,7 +285,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
         expect(output).not.toContain(identifying);
       }
     }
-  });
+  }, 240_000);
 
   it('research profile refuses to run without CAREPIPE_PSEUDONYM_KEY (exit 2)', async () => {
     const result = await run(['rejects', '--profile', 'research', '-o', 'x.csv']);
@@ -281,7 +314,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     const chosen = await run(['rejects', '--profile', 'research', '--columns', 'reason_code,record_key'], { CAREPIPE_PSEUDONYM_KEY: KEY_A });
     expect(chosen.code).toBe(0);
     expect(chosen.stdout).toBe('reason_code,record_key\r\nR,\r\n');
-  });
+  }, 240_000);
 
   it('research profile refuses to filter on identifying columns or to select dropped ones', async () => {
     const filter = await run(['rejects', '--profile', 'research', '--where', 'record_key=pat-1'], { CAREPIPE_PSEUDONYM_KEY: KEY_A });
@@ -290,7 +323,7 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     const dropped = await run(['rejects', '--profile', 'research', '--columns', 'id,raw'], { CAREPIPE_PSEUDONYM_KEY: KEY_A });
     expect(dropped.code).toBe(2);
     expect(dropped.stderr).toMatch(/'raw' is dropped/);
-  });
+  }, 240_000);
 
   it('names an unknown source and lists the sources', async () => {
     const unknown = await run(['no_such_table']);
@@ -300,5 +333,5 @@ describe.each(BACKENDS)('export-csv on %s', (backend) => {
     expect(list.code).toBe(0);
     const sources = JSON.parse(list.stdout) as { name: string; columns: { name: string; research: string }[] }[];
     expect(sources.find((s) => s.name === 'fhir_resources')?.columns).toContainEqual({ name: 'resource', research: 'drop' });
-  });
+  }, 240_000);
 });

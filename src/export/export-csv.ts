@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import type { Knex } from 'knex';
 import { parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
 import { CarepipeError, isCarepipeError } from '../errors.js';
@@ -51,6 +51,8 @@ export interface ExportCsvDeps {
   signal: AbortSignal;
   cwd: string;
   now: () => Date;
+  /** --dry-run: read and count everything, write no file. */
+  dryRun?: boolean;
   /** More declarations than the shipped ones (tests declare a computed source of their own). */
   extraSources?: SourceDeclaration[];
 }
@@ -118,22 +120,25 @@ function cellMaker(profiled: ProfiledColumn[], kinds: ValueKind[], formulaGuard:
     plan.map(({ index, kind, transform, guard }) => {
       const value = row[index];
       if (value === null || value === undefined) return null;
-      let cell = formatted ? (value as string) : formatPgText(value as string, kind);
+      let cell: string | null = formatted ? (value as string) : formatPgText(value as string, kind);
       if (transform) cell = transform(cell);
-      return guard ? guardFormula(cell) : cell;
+      return guard && cell !== null ? guardFormula(cell) : cell;
     });
 }
 
-/** Progress on the reporter: rows and rate. */
+/** Progress on the reporter: rows and rate, at most a few times a second. */
 function progressCounter(reporter: Reporter, label: string) {
   const started = Date.now();
   let rows = 0;
+  let shown = 0;
   return {
     add(n: number) {
       rows += n;
-      const seconds = (Date.now() - started) / 1000;
-      const rate = seconds > 0 ? Math.round(rows / seconds) : 0;
-      reporter.progress(`${label}: ${rows.toLocaleString('en')} rows, ${rate.toLocaleString('en')} rows/s`, { rows, rate });
+      const now = Date.now();
+      if (now - shown < 250) return;
+      shown = now;
+      const rate = Math.round(rows / Math.max((now - started) / 1000, 0.001));
+      reporter.progress(`${label}: ${rows} rows, ${rate} rows/s`, { rows, rate });
     },
     get rows() {
       return rows;
@@ -141,10 +146,21 @@ function progressCounter(reporter: Reporter, label: string) {
   };
 }
 
-async function writeOut(rows: AsyncIterable<Cell[]>, header: string[], options: ExportCsvOptions, deps: ExportCsvDeps): Promise<string> {
+async function writeOut(rows: AsyncIterable<Cell[][]>, header: string[], options: ExportCsvOptions, deps: ExportCsvDeps): Promise<string> {
   const csv = { ...options.format, signal: deps.signal };
+  if (deps.dryRun) {
+    const nowhere = new Writable({ write: (_chunk, _encoding, done) => done() });
+    await writeCsv(rows, header, nowhere, csv);
+    return 'none (dry run)';
+  }
   if (!options.output) {
-    await writeCsv(rows, header, deps.stdout, csv);
+    try {
+      await writeCsv(rows, header, deps.stdout, csv);
+    } catch (err) {
+      // The reader of a pipe went away (`| head`): it has what it wanted; stop quietly, as Unix tools do.
+      if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err;
+      deps.ledger.details.output_closed = true;
+    }
     return 'stdout';
   }
   const file = path.resolve(deps.cwd, options.output);
@@ -202,6 +218,9 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
     if (options.since !== undefined) {
       const column = declaration.lastUpdatedColumn;
       if (!column || !known.has(column)) throw usage(`--since: ${name} has no last-updated column`);
+      if (options.profile === 'research' && declaration.columns[column] !== 'keep') {
+        throw usage(`--since: the research profile filters only on columns kept as they are; ${name}.${column} is ${declaration.columns[column] ?? 'undeclared'}`);
+      }
       since = { column, value: options.since };
     }
     const orderBy = computed ? [] : await read.primaryKey(declaration.relation ?? name);
@@ -209,10 +228,10 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
     const toCells = cellMaker(profiled, chosen.map((c) => c.kind), options.formulaGuard, false);
     const progress = progressCounter(deps.reporter, name);
     const batchSize = options.batchSize ?? DEFAULT_BATCH;
-    async function* rows(): AsyncGenerator<Cell[]> {
+    async function* rows(): AsyncGenerator<Cell[][]> {
       try {
         for await (const batch of read.batches(select, batchSize)) {
-          for (const row of batch) yield toCells(row);
+          yield batch.map(toCells);
           progress.add(batch.length);
           deps.ledger.add({ read: batch.length });
         }
@@ -347,11 +366,11 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
   try {
     const progress = progressCounter(deps.reporter, label);
     const batchSize = options.batchSize ?? DEFAULT_BATCH;
-    async function* rows(): AsyncGenerator<Cell[]> {
+    async function* rows(): AsyncGenerator<Cell[][]> {
       try {
         for await (const batch of read.batches(select, batchSize)) {
           deps.ledger.add({ read: batch.length });
-          let written = 0;
+          const out: Cell[][] = [];
           for (const [id, text] of batch) {
             let viewRows: Record<string, unknown>[];
             try {
@@ -373,12 +392,11 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
             }
             for (const viewRow of viewRows) {
               const cells = all.map((c) => viewCell(viewRow[c.name], c.collection));
-              if (!keep(cells)) continue;
-              written += 1;
-              yield toCells(cells);
+              if (keep(cells)) out.push(toCells(cells));
             }
           }
-          progress.add(written);
+          if (out.length > 0) yield out;
+          progress.add(out.length);
         }
       } catch (err) {
         throw userErrorFromDatabase(err, { source: label }) ?? err;

@@ -13,18 +13,18 @@ describe('research treatments', () => {
     expect(pseudonymiser('another-key-entirely-123')('pat-1')).not.toBe(p('pat-1'));
   });
 
-  it('generalises dates and timestamps to the year, and anything else to empty', () => {
+  it('generalises dates and timestamps to the year, and anything else to NULL', () => {
     expect(['1984-07-21', '1984-07-21T10:00:00+00:00', '1984', '1984-07', 'unknown', '84-07-21'].map(toYear)).toEqual([
       '1984',
       '1984',
       '1984',
       '1984',
-      '',
-      '',
+      null,
+      null,
     ]);
   });
 
-  it('generalises UK postcodes to the outward code, and anything else to empty', () => {
+  it('generalises UK postcodes to the outward code, and anything else to NULL', () => {
     expect(['N6 2FA', 'n62fa', 'SW1A 1AA', 'sw1a1aa', ' ec1a  1bb ', 'M1 1AE', 'N6', '75012', 'not a postcode'].map(toPostcodeOutward)).toEqual([
       'N6',
       'N6',
@@ -33,8 +33,8 @@ describe('research treatments', () => {
       'EC1A',
       'M1',
       'N6',
-      '',
-      '',
+      null,
+      null,
     ]);
   });
 });

@@ -17,7 +17,7 @@ export interface SourceColumn {
 }
 
 /** What happens to one output column's text. */
-export type CellTransform = (cell: string) => string;
+export type CellTransform = (cell: string) => string | null;
 
 /**
  * A keyed pseudonym: HMAC-SHA256 of the value under the key, as 64 hex digits. The same value and key
@@ -28,10 +28,10 @@ export function pseudonymiser(key: string): CellTransform {
   return (value) => createHmac('sha256', key).update(value, 'utf8').digest('hex');
 }
 
-/** A date or timestamp generalised to its year; anything else becomes empty rather than leak. */
-export function toYear(value: string): string {
+/** A date or timestamp generalised to its year; anything else becomes NULL rather than leak. */
+export function toYear(value: string): string | null {
   const match = /^(\d{4})(?:-|$)/.exec(value);
-  return match ? match[1]! : '';
+  return match ? match[1]! : null;
 }
 
 const UK_POSTCODE = /^([A-Z]{1,2}[0-9][A-Z0-9]?) ?[0-9][A-Z]{2}$/;
@@ -39,13 +39,13 @@ const UK_OUTWARD = /^[A-Z]{1,2}[0-9][A-Z0-9]?$/;
 
 /**
  * A UK postcode generalised to its outward code (`N6 2FA` → `N6`, `sw1a1aa` → `SW1A`). A value that
- * is not a UK postcode becomes empty: an unknown shape cannot be generalised safely.
+ * is not a UK postcode becomes NULL: an unknown shape cannot be generalised safely.
  */
-export function toPostcodeOutward(value: string): string {
+export function toPostcodeOutward(value: string): string | null {
   const compact = value.trim().toUpperCase().replace(/\s+/g, ' ');
   const match = UK_POSTCODE.exec(compact);
   if (match) return match[1]!;
-  return UK_OUTWARD.test(compact) ? compact : '';
+  return UK_OUTWARD.test(compact) ? compact : null;
 }
 
 /** Shorter keys are refused. */

@@ -3,7 +3,8 @@
  * of the ViewDefinitions in `views/*.json` (declared by their columns' research tags) and each
  * domain's own declarations.
  *
- * A domain adds ONE line to DOMAINS below, loading its `src/<domain>/export.ts` declarations.
+ * A domain adds ONE line to DOMAINS below, loading its `src/<domain>/export.ts` (lazily: the CLI
+ * starts without loading every domain).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';

@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { coreSources } from './sources.js';
+import { coreSources, viewsDir } from './sources.js';
 import { researchTreatments, viewSources } from './view-tags.js';
 
 const tag = (value: string) => [{ name: 'research', value }];
@@ -45,12 +45,33 @@ describe('research tags of ViewDefinition columns', () => {
         select: [{ column: [{ name: 'id', path: 'id', tag: tag('pseudonym') }, { name: 'note', path: 'text.div' }, { name: 'gender', path: 'gender', tag: tag('keep') }] }],
       }),
     );
-    const [source] = viewSources(dir);
-    expect(source).toMatchObject({ name: 'patient_flat', relation: 'patient_flat', columns: { id: 'pseudonym', gender: 'keep' } });
-    expect(source!.columns).not.toHaveProperty('note');
+    writeFileSync(
+      path.join(dir, 'patient_more.json'),
+      JSON.stringify({
+        name: 'patient_flat',
+        resource: 'Patient',
+        select: [{ column: [{ name: 'id', path: 'id', tag: tag('keep') }, { name: 'note', path: 'text.div' }, { name: 'gender', path: 'gender', tag: tag('drop') }] }],
+      }),
+    );
+    const sources = viewSources(dir);
+    expect(sources).toHaveLength(1);
+    // Two views fill one table: the stricter treatment wins; ingest's bookkeeping columns are declared.
+    expect(sources[0]).toMatchObject({
+      name: 'patient_flat',
+      relation: 'patient_flat',
+      columns: { id: 'pseudonym', gender: 'drop', _resource_type: 'keep', _resource_id: 'pseudonym' },
+    });
+    expect(sources[0]!.columns).not.toHaveProperty('note');
   });
 
-  it('core declarations name every column of their tables once', () => {
-    expect(new Set(coreSources.map((s) => s.name)).size).toBe(coreSources.length);
+  it('every column of the shipped views/ carries a research tag', () => {
+    const files = readdirSync(viewsDir()).filter((f) => f.endsWith('.json'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) {
+      const full = path.join(viewsDir(), file);
+      const untagged = [...researchTreatments(JSON.parse(readFileSync(full, 'utf8')), full)].filter(([, t]) => !t).map(([c]) => c);
+      expect([file, untagged]).toEqual([file, []]);
+    }
+    expect(coreSources.map((s) => s.name)).toEqual(['fhir_resources', 'runs', 'rejects']);
   });
 });

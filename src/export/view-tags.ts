@@ -6,6 +6,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { CarepipeError } from '../errors.js';
+import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN } from '../writers/flat-table.js';
 import { TREATMENTS } from './profile.js';
 import type { SourceDeclaration, Treatment } from './treatments.js';
 
@@ -58,9 +59,14 @@ export function researchTreatments(definition: unknown, source: string): Map<str
   return out;
 }
 
+/** When two views that fill one table disagree on a column, the stricter treatment wins. */
+const STRICTNESS: Record<Treatment, number> = { keep: 0, year: 1, postcode_outward: 1, pseudonym: 2, drop: 3 };
+
 /**
- * Declarations of the flat tables built from the ViewDefinitions in `dir` (table name = view name).
- * Untagged columns are left out of `columns`: the research profile refuses them when it meets them.
+ * Declarations of the flat tables built from the ViewDefinitions in `dir` (table name = view name;
+ * views sharing a name fill one table). Untagged columns are left out of `columns`: the research
+ * profile refuses them when it meets them. The two bookkeeping columns ingest adds to every flat
+ * table are declared too: the resource type (kept) and id (pseudonymised).
  */
 export function viewSources(dir: string): SourceDeclaration[] {
   let files: string[];
@@ -69,20 +75,30 @@ export function viewSources(dir: string): SourceDeclaration[] {
   } catch {
     return [];
   }
-  return files.map((file) => {
+  const tables = new Map<string, SourceDeclaration & { columns: Record<string, Treatment> }>();
+  for (const file of files) {
     const full = path.join(dir, file);
     const definition = JSON.parse(readFileSync(full, 'utf8')) as Json;
     const name = typeof definition.name === 'string' ? definition.name : path.basename(file, '.json');
-    const columns: Record<string, Treatment> = {};
-    let lastUpdated: string | undefined;
-    for (const [column, treatment] of researchTreatments(definition, full)) {
-      if (treatment) columns[column] = treatment;
-      if (column === 'last_updated') lastUpdated = column;
-    }
     const description =
       (typeof definition.description === 'string' && definition.description) ||
       (typeof definition.title === 'string' && definition.title) ||
-      `${String(definition.resource ?? 'FHIR')} resources as the flat table of views/${file}`;
-    return { name, relation: name, description, lastUpdatedColumn: lastUpdated, columns };
-  });
+      `${String(definition.resource ?? 'FHIR')} resources flattened by views/${file}`;
+    const table = tables.get(name) ?? { name, relation: name, description, columns: {} };
+    if (tables.has(name) && !table.description.includes(String(definition.resource))) {
+      table.description = `${table.description}; ${String(definition.resource ?? '')} resources by views/${file}`;
+    }
+    for (const [column, treatment] of researchTreatments(definition, full)) {
+      if (column === 'last_updated') table.lastUpdatedColumn = column;
+      if (!treatment) continue;
+      const before = table.columns[column];
+      table.columns[column] = before && STRICTNESS[before] > STRICTNESS[treatment] ? before : treatment;
+    }
+    tables.set(name, table);
+  }
+  for (const table of tables.values()) {
+    table.columns[RECORD_TYPE_COLUMN] ??= 'keep';
+    table.columns[RECORD_ID_COLUMN] ??= 'pseudonym';
+  }
+  return [...tables.values()];
 }

@@ -5,8 +5,10 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { guardFormula, writeCsv, writeFileAtomically, type Cell } from './csv.js';
 
-async function* from(rows: Cell[][]): AsyncGenerator<Cell[]> {
-  yield* rows;
+async function* from(rows: Cell[][]): AsyncGenerator<Cell[][]> {
+  // two batches, the second possibly empty
+  yield rows.slice(0, 1);
+  yield rows.slice(1);
 }
 
 async function csvOf(rows: Cell[][], header: string[], options = {}): Promise<string> {

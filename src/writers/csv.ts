@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, Transform, type Writable } from 'node:stream';
+import { once } from 'node:events';
+import type { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { stringify } from 'csv-stringify';
 
@@ -35,7 +36,7 @@ export function csvTransform(header: string[], format: CsvFormat = {}): Transfor
     record_delimiter: format.eol ?? '\r\n',
     bom: format.bom ?? false,
     // csv-stringify quotes a field holding the record delimiter, not a lone CR or LF: RFC 4180 wants both.
-    quoted_match: [/^$/, /[\r\n]/],
+    quoted_match: /^$|[\r\n]/,
   });
 }
 
@@ -50,17 +51,36 @@ export function guardFormula(cell: string): string {
 }
 
 /**
- * Writes `rows` as CSV to `output`, awaiting back-pressure all the way down. `output` is left open
- * (it may be stdout); `signal` aborts between rows.
+ * Writes batches of rows as CSV to `output`, awaiting back-pressure: a full buffer stops the reading
+ * until it drains. `output` is left open (it may be stdout); `signal` aborts.
  */
 export async function writeCsv(
-  rows: AsyncIterable<Cell[]>,
+  batches: AsyncIterable<Cell[][]>,
   header: string[],
   output: Writable,
   options: CsvFormat & { signal?: AbortSignal } = {},
 ): Promise<void> {
-  const source = Readable.from(rows, { objectMode: true, highWaterMark: 256 });
-  await pipeline(source, csvTransform(header, options), output, { end: false, signal: options.signal });
+  const csv = csvTransform(header, options);
+  const piped = pipeline(csv, output, { end: false, signal: options.signal });
+  // If the pipeline fails first (output closed, aborted), stop reading at once.
+  let failed: unknown;
+  piped.catch((err: unknown) => {
+    failed = err ?? new Error('CSV output failed');
+  });
+  try {
+    for await (const batch of batches) {
+      for (const row of batch) {
+        if (!csv.write(row)) await once(csv, 'drain', { signal: options.signal });
+      }
+      if (failed) break;
+    }
+  } catch (err) {
+    csv.destroy(err as Error);
+    await piped.catch(() => undefined);
+    throw err;
+  }
+  csv.end();
+  await piped;
 }
 
 /**

@@ -112,9 +112,11 @@ export function registerExportCsv(program: Command, state: CliState): void {
             chart: flags.chart,
             batchSize: flags.batchSize || undefined,
           },
-          { knex: db.knex, reporter, ledger, stdout: io.stdout, signal, cwd: io.cwd, now },
+          { knex: db.knex, reporter, ledger, stdout: io.stdout, signal, cwd: io.cwd, now, dryRun: settings.dryRun },
         );
-        const human = flags.output
+        const human = settings.dryRun
+          ? `dry run: ${result.rows} rows of ${result.source} (${result.profile}) would be written${flags.output ? ` to ${flags.output}` : ''}`
+          : flags.output
           ? `${result.rows} rows of ${result.source} (${result.profile}) written to ${result.output}${result.chart ? `; chart ${result.chart}` : ''}`
           : undefined;
         return { human, summary: { source: result.source, profile: result.profile, rows: result.rows, output: result.output, columns: result.columns } };
