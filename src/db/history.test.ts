@@ -174,6 +174,25 @@ for (const backend of BACKENDS) {
       ]);
     });
 
+    it('does not record an update that only moves the last-seen marks of a re-import', async () => {
+      const { knex } = ctx.db;
+      await knex.schema.createTable('seen_things', (t) => {
+        t.text('key').primary();
+        t.text('name');
+        t.timestamp('last_seen_at', { useTz: true });
+        t.bigInteger('last_seen_run_id');
+      });
+      await attachHistory(knex, 'seen_things', ['key']);
+      await knex('seen_things').insert({ key: 'k1', name: 'Hélène', last_seen_at: '2026-11-01T00:00:00Z', last_seen_run_id: 1 });
+      await knex('seen_things').update({ last_seen_at: '2026-11-02T00:00:00Z', last_seen_run_id: 2 });
+      await knex('seen_things').update({ name: "Hélène D'Artagnan", last_seen_at: '2026-11-03T00:00:00Z', last_seen_run_id: 3 });
+      const rows = await history(knex, 'seen_things');
+      expect(rows.map((r: { operation: string }) => r.operation)).toEqual(['I', 'U']);
+      // the row as it was just before the change, marks of the unrecorded re-import included
+      expect(rows[1].before).toMatchObject({ name: 'Hélène', last_seen_run_id: 2 });
+      expect(rows[1].after).toMatchObject({ name: "Hélène D'Artagnan", last_seen_run_id: 3 });
+    });
+
     it('refuses a key with the wrong number of parts, naming the key columns', async () => {
       await expect(rowHistory(ctx.db.knex, 'fhir_resources', 'p1')).rejects.toThrow(/the key of fhir_resources is resource_type\/id/);
       await expect(rowHistory(ctx.db.knex, 'no_such_table', 'x')).rejects.toThrow(/no_such_table has no row history; tables with history: .*\bfhir_resources\b/);

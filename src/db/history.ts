@@ -28,6 +28,14 @@ export type HistoryMode = 'auto' | 'statement' | 'row';
 
 /** Functions the triggers call; created by the migration and again (idempotently) by attachHistory. */
 export const HISTORY_FUNCTIONS_SQL: string[] = [`
+create or replace function carepipe_history_unchanged(before_row jsonb, after_row jsonb) returns boolean
+language sql immutable as $$
+  -- Columns that record when a row was last seen by an import, not what it says: a nightly re-import
+  -- that only moves them is not a change of the row (clinicians, directory tables).
+  select (before_row - array['last_seen', 'last_seen_at', 'last_seen_run_id'])
+         is not distinct from (after_row - array['last_seen', 'last_seen_at', 'last_seen_run_id'])
+$$`,
+`
 create or replace function carepipe_history_run_id() returns bigint language sql stable as $$
   select nullif(current_setting('carepipe.run_id', true), '')::bigint
 $$`,
@@ -57,13 +65,14 @@ begin
       using TG_TABLE_NAME, run;
   else
     -- pairs old and new images by key (attachHistory uses this only when the key is unique);
-    -- an update that changes nothing is no change
+    -- an update that changes nothing is no change, nor one that only moves the "last seen" marks
+    -- that importers set on every row they see again (see carepipe_history_unchanged)
     execute format(
       'insert into row_history (table_name, row_key, operation, before, after, run_id)
        select $1, concat_ws(''/'', %s), ''U'', j.o, j.n, $2
          from carepipe_new n join carepipe_old o on %s
         cross join lateral (select to_jsonb(o) as o, to_jsonb(n) as n) as j
-        where j.o is distinct from j.n', new_key, matched)
+        where not carepipe_history_unchanged(j.o, j.n)', new_key, matched)
       using TG_TABLE_NAME, run;
   end if;
   return null;
@@ -77,7 +86,7 @@ declare
 begin
   if TG_OP <> 'INSERT' then before_row := to_jsonb(OLD); end if;
   if TG_OP <> 'DELETE' then after_row := to_jsonb(NEW); end if;
-  if TG_OP = 'UPDATE' and before_row = after_row then return null; end if;
+  if TG_OP = 'UPDATE' and carepipe_history_unchanged(before_row, after_row) then return null; end if;
   select string_agg(coalesce(after_row, before_row) ->> k, '/' order by i) into key
     from unnest(TG_ARGV) with ordinality as u(k, i);
   insert into row_history (table_name, row_key, operation, before, after, run_id)
