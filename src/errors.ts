@@ -11,6 +11,8 @@ export const ExitCode = {
   LOCKED: 3,
   UNREACHABLE: 4,
   INTERNAL: 70,
+  /** Stopped by SIGINT/SIGTERM after committing what it had: run again to finish (128 + SIGINT). */
+  INTERRUPTED: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -35,6 +37,8 @@ export const ErrorCodes = {
   SOURCE_UNREACHABLE: ExitCode.UNREACHABLE,
   SOURCE_FAILED: ExitCode.UNREACHABLE,
   RETRIES_EXHAUSTED: ExitCode.UNREACHABLE,
+  // stopped by a signal (exit 130)
+  INTERRUPTED: ExitCode.INTERRUPTED,
   // a bug (exit 70)
   INTERNAL: ExitCode.INTERNAL,
 } as const;

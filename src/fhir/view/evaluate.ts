@@ -6,9 +6,13 @@
 import { CarepipeError } from '../../errors.js';
 import { FhirPathEvaluationError, type Collection, type EvaluationContext } from './fhirpath.js';
 import type { ColumnPlan, SelectPlan, ViewPlan } from './definition.js';
+import { isLosslessNumber } from 'lossless-json';
 import { ColumnTypeError, toColumnValue, toPlainJson } from './types.js';
 
 type Row = unknown[];
+
+/** FHIR primitive types written as JSON strings. */
+const JSON_STRING_TYPES = new Set(['string', 'code', 'id', 'uri', 'url', 'canonical', 'oid', 'uuid', 'markdown', 'date', 'dateTime', 'time', 'instant', 'base64Binary']);
 
 /** Returns a function giving the rows of the view for one resource (none when the resource is of another type). */
 export function rowEvaluator(plan: ViewPlan): (resource: unknown) => Record<string, unknown>[] {
@@ -143,7 +147,12 @@ function columnValue(plan: ColumnPlan, input: Collection, context: EvaluationCon
     if (result.length > 1) {
       throw new ColumnTypeError(`gave ${result.length} values; set "collection": true or pick one (first(), where(...))`);
     }
-    return toColumnValue(result[0], column.sqlType, plan.untyped);
+    const value = result[0];
+    // A declared type whose JSON form is a string (date, code, …) does not take a JSON number or boolean.
+    if (column.fhirType && JSON_STRING_TYPES.has(column.fhirType) && (typeof value === 'number' || typeof value === 'boolean' || isLosslessNumber(value))) {
+      throw new ColumnTypeError(`expected a ${column.fhirType} (a JSON string), got a ${typeof value === 'boolean' ? 'boolean' : 'number'}`);
+    }
+    return toColumnValue(value, column.sqlType, plan.untyped);
   } catch (err) {
     throw recordError(err, column.name);
   }

@@ -1,0 +1,138 @@
+/**
+ * `carepipe ingest-fhir`: FHIR files (or, later, a server) into fhir_resources and the flat tables of
+ * the shipped views plus the user's --view files. The command file wires flags to `runIngestFhir`.
+ */
+import type { Readable } from 'node:stream';
+import type { Knex } from 'knex';
+import type { Database } from '../db/connection.js';
+import type { RunLedger } from '../db/ledger.js';
+import { CarepipeError, formatLocation } from '../errors.js';
+import type { FileFingerprint } from '../readers/fhir-files.js';
+import { formatTable } from '../cli/output.js';
+import type { Reporter } from '../cli/output.js';
+import { ensureFlatTable } from '../writers/flat-table.js';
+import type { FhirItem } from './input.js';
+import { DEFAULT_BATCH_SIZE, ingestFhir, type CheckpointHandler, type IngestResult, type TypeCounts } from './ingest.js';
+import { flatView, loadShippedViews, tablesOf } from './views.js';
+
+export interface IngestFhirOptions {
+  /** Files, folders, globs, `-` for stdin. */
+  inputs: string[];
+  /** User ViewDefinition files, in addition to the shipped views. */
+  viewFiles: string[];
+  /** Reload files already recorded in fhir_files_done. */
+  fullRefresh: boolean;
+  batchSize?: number;
+  dryRun: boolean;
+}
+
+export interface IngestFhirDeps {
+  db: Database;
+  ledger: RunLedger;
+  reporter: Reporter;
+  signal: AbortSignal;
+  cwd: string;
+  stdin: Readable;
+}
+
+/** Where the resources come from: the one place `--server`/`--bulk` readers plug in. */
+export async function selectReader(
+  options: Pick<IngestFhirOptions, 'inputs'>,
+  context: { cwd: string; stdin: Readable; signal: AbortSignal; skip: (file: FileFingerprint) => boolean },
+): Promise<{ items: AsyncIterable<FhirItem>; onCheckpoint: CheckpointHandler }> {
+  const { readFhirFiles } = await import('../readers/fhir-files.js');
+  return { items: readFhirFiles(options.inputs, context), onCheckpoint: recordFileDone };
+}
+
+/** Checkpoint handler of the file reader: the file is done, in the transaction of its last batch. */
+export const recordFileDone: CheckpointHandler = async (trx, checkpoint, runId) => {
+  const file = checkpoint.state as FileFingerprint;
+  await trx.raw(
+    `insert into fhir_files_done (path, size, sha256, run_id, loaded_at) values (?, ?, ?, ?, now())
+     on conflict (path) do update set size = excluded.size, sha256 = excluded.sha256, run_id = excluded.run_id, loaded_at = excluded.loaded_at`,
+    [file.path, file.size, file.sha256, runId],
+  );
+};
+
+/** Files loaded before, as `path → size:sha256`. */
+async function filesDone(q: Knex | Knex.Transaction): Promise<Map<string, string>> {
+  const rows = await q('fhir_files_done').select('path', 'size', 'sha256');
+  return new Map(rows.map((r: { path: string; size: number; sha256: string }) => [r.path, `${r.size}:${r.sha256}`]));
+}
+
+export interface IngestFhirOutcome {
+  human: string;
+  summary: Record<string, unknown>;
+}
+
+export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhirDeps): Promise<IngestFhirOutcome> {
+  const { db, ledger, reporter } = deps;
+  const views = [...loadShippedViews(), ...options.viewFiles.map((file) => flatView(file))];
+  const tables = tablesOf(views);
+  // A dry run does everything in one transaction rolled back at the end: exact counts, nothing kept.
+  const dryRun = options.dryRun ? await db.knex.transaction() : undefined;
+  const q = dryRun ?? db.knex;
+  let result: IngestResult;
+  let skipped = 0;
+  try {
+    for (const table of tables) await ensureFlatTable(q, table);
+    const done = options.fullRefresh ? new Map<string, string>() : await filesDone(q);
+    const skip = (file: FileFingerprint) => {
+      const same = done.get(file.path) === `${file.size}:${file.sha256}`;
+      if (same) skipped += 1;
+      return same;
+    };
+    const reader = await selectReader(options, { cwd: deps.cwd, stdin: deps.stdin, signal: deps.signal, skip });
+    await reporter.start('ingest-fhir: reading');
+    let shown = 0;
+    result = await ingestFhir(reader.items, {
+      knex: db.knex,
+      kind: db.kind,
+      ledger,
+      views,
+      batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+      onCheckpoint: reader.onCheckpoint,
+      signal: deps.signal,
+      dryRunTransaction: dryRun,
+      onProgress: (p) => {
+        const rate = p.elapsedMs > 0 ? Math.round((p.read * 1000) / p.elapsedMs) : 0;
+        reporter.progress(`ingest-fhir: ${p.checkpoints} files, ${p.read} resources, ${rate}/s${p.rejected ? `, ${p.rejected} rejected` : ''}`, {
+          files: p.checkpoints,
+          resources: p.read,
+          per_second: rate,
+          rejected: p.rejected,
+        });
+      },
+      onReject: (r) => {
+        // The first few on stderr (where and why, never the record itself); all of them in `rejects`.
+        if (shown++ < 20) {
+          const where = formatLocation({ file: r.source, line: r.line, entry: r.entry, field: r.field });
+          reporter.warn('rejected', { message: `${where}: ${r.reasonCode}: ${r.message}` });
+        } else if (shown === 21) {
+          reporter.warn('rejected', { message: 'more rejects: see the rejects table' });
+        }
+      },
+    });
+  } finally {
+    await dryRun?.rollback().catch(() => undefined);
+  }
+  const files = { loaded: result.checkpoints, skipped };
+  ledger.details.types = result.types;
+  ledger.details.deleted = result.totals.deleted;
+  ledger.details.files = files;
+  if (result.interrupted) {
+    throw new CarepipeError('INTERRUPTED', `interrupted after ${result.totals.read} resources; every committed batch is kept, run the same command again to finish`);
+  }
+  return { human: summaryText(result, files, options.dryRun), summary: {} };
+}
+
+function summaryText(result: IngestResult, files: { loaded: number; skipped: number }, dryRun: boolean): string {
+  const row = (type: string, c: TypeCounts) => [type, c.read, c.written, c.unchanged, c.rejected, c.deleted];
+  const types = Object.keys(result.types).sort();
+  const table = formatTable(
+    ['resource type', 'read', 'written', 'unchanged', 'rejected', 'deleted'],
+    [...types.map((t) => row(t, result.types[t]!)), row('total', result.totals)],
+  );
+  const fileLine = `files: ${files.loaded} loaded, ${files.skipped} skipped (unchanged since they were loaded)`;
+  return `${table}${fileLine}${dryRun ? '\ndry run: nothing was written' : ''}\n`;
+}

@@ -1,0 +1,143 @@
+import { describe, expect, it } from 'vitest';
+import { RunLedger } from '../db/ledger.js';
+import { ensureFlatTable } from '../writers/flat-table.js';
+import { BACKENDS, useTestDatabase } from '../../test/helpers/db.js';
+import type { FhirItem } from './input.js';
+import { ingestFhir, type IngestOptions } from './ingest.js';
+import { compileView } from './view/index.js';
+import { loadShippedViews, tableSpecOf, tablesOf } from './views.js';
+
+const views = loadShippedViews();
+
+async function* itemsOf(list: FhirItem[]): AsyncIterable<FhirItem> {
+  yield* list;
+}
+
+function patient(id: string, extra: Record<string, unknown> = {}) {
+  return { kind: 'resource', source: 'mem.ndjson', line: 1, resource: { resourceType: 'Patient', id, gender: 'female', ...extra } } as Extract<FhirItem, { kind: 'resource' }>;
+}
+
+describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
+  const ctx = useTestDatabase(backend);
+
+  async function run(list: FhirItem[], options: Partial<IngestOptions> = {}) {
+    const ledger = options.ledger ?? (await RunLedger.start(ctx.db.knex, { command: 'ingest-fhir', args: [], user: 'test' }));
+    const result = await ingestFhir(itemsOf(list), { knex: ctx.db.knex, kind: ctx.db.kind, ledger, views, batchSize: 2, ...options });
+    return { result, ledger };
+  }
+  const patients = () => ctx.db.knex('patient').select('id', 'gender', 'birth_date').orderBy('id');
+  const stored = (id: string) => ctx.db.knex('fhir_resources').where({ resource_type: 'Patient', id }).first();
+
+  it('writes fhir_resources and flat rows, and counts a second identical copy as unchanged', async () => {
+    const list = [patient('a'), patient('b', { birthDate: '1970-01-02' }), patient('c')];
+    const first = await run(list);
+    expect(first.result.types.Patient).toEqual({ read: 3, written: 3, unchanged: 0, rejected: 0, deleted: 0 });
+    expect(await patients()).toEqual([
+      { id: 'a', gender: 'female', birth_date: null },
+      { id: 'b', gender: 'female', birth_date: '1970-01-02' },
+      { id: 'c', gender: 'female', birth_date: null },
+    ]);
+    const row = await stored('b');
+    expect(row.resource).toEqual(list[1]!.resource);
+    expect(row.run_id).toBe(first.ledger.id);
+    const second = await run(list);
+    expect(second.result.types.Patient).toEqual({ read: 3, written: 0, unchanged: 3, rejected: 0, deleted: 0 });
+    expect((await stored('b')).run_id).toBe(first.ledger.id);
+  });
+
+  it('lets the later meta.lastUpdated win and ignores an older copy', async () => {
+    const newer = patient('a', { gender: 'male', meta: { lastUpdated: '2024-02-01T00:00:00Z', versionId: '2' } });
+    const older = patient('a', { gender: 'female', meta: { lastUpdated: '2024-01-01T00:00:00Z', versionId: '1' } });
+    await run([newer]);
+    const { result } = await run([older]);
+    expect(result.types.Patient).toMatchObject({ written: 0, unchanged: 1 });
+    expect(await patients()).toEqual([{ id: 'a', gender: 'male', birth_date: null }]);
+    // same instant: the higher version wins; in one batch the copies are committed in order
+    const v3 = patient('a', { gender: 'other', meta: { lastUpdated: '2024-02-01T00:00:00Z', versionId: '10' } });
+    await run([v3, older, newer]);
+    expect(await patients()).toEqual([{ id: 'a', gender: 'other', birth_date: null }]);
+    expect((await stored('a')).version_id).toBe('10');
+  });
+
+  it('replaces the flat rows of a changed resource', async () => {
+    await run([patient('a', { birthDate: '1980-05-05' })]);
+    await run([patient('a')]);
+    expect(await patients()).toEqual([{ id: 'a', gender: 'female', birth_date: null }]);
+  });
+
+  it('removes the flat rows of a deleted resource and marks it deleted', async () => {
+    await run([patient('a'), patient('b')]);
+    const { result } = await run([{ kind: 'delete', source: 'b.json', entry: 0, resourceType: 'Patient', id: 'a' }, { kind: 'delete', source: 'b.json', entry: 1, resourceType: 'Patient', id: 'zz' }]);
+    expect(result.types.Patient).toEqual({ read: 2, written: 0, unchanged: 1, rejected: 0, deleted: 1 });
+    expect(await patients()).toEqual([{ id: 'b', gender: 'female', birth_date: null }]);
+    expect((await stored('a')).deleted).toBe(true);
+    // it comes back when it arrives again
+    await run([patient('a')]);
+    expect((await stored('a')).deleted).toBe(false);
+    expect((await patients()).map((p: { id: string }) => p.id)).toEqual(['a', 'b']);
+  });
+
+  it('rejects a resource with a value of the wrong type for a column, and keeps the rest', async () => {
+    const bad = patient('bad', { active: 'yes' });
+    const { result, ledger } = await run([patient('a'), bad, { kind: 'invalid', source: 'x.ndjson', line: 7, reasonCode: 'INVALID_JSON', message: 'Unexpected token', raw: '{oops' }]);
+    expect(result.types.Patient).toMatchObject({ read: 2, written: 1, rejected: 1 });
+    expect(result.types['(unreadable)']).toMatchObject({ read: 1, rejected: 1 });
+    expect(ledger.counts.rejected).toBe(2);
+    const rejects = await ctx.db.knex('rejects').select('source', 'line', 'record_key', 'field', 'reason_code', 'raw').orderBy('id');
+    expect(rejects).toEqual([
+      { source: 'mem.ndjson', line: 1, record_key: 'Patient/bad', field: 'patient.active', reason_code: 'WRONG_TYPE', raw: JSON.stringify(bad.resource) },
+      { source: 'x.ndjson', line: 7, record_key: null, field: null, reason_code: 'INVALID_JSON', raw: '{oops' },
+    ]);
+    expect(await ctx.db.knex('fhir_resources').where({ id: 'bad' })).toEqual([]);
+  });
+
+  it('rejects alone a resource whose value the database refuses, committing its neighbours', async () => {
+    const { result } = await run([patient('a'), patient('nul', { gender: 'fe\u0000male' }), patient('c'), patient('d')], { batchSize: 10 });
+    expect(result.types.Patient).toMatchObject({ read: 4, written: 3, rejected: 1 });
+    expect((await patients()).map((p: { id: string }) => p.id)).toEqual(['a', 'c', 'd']);
+    const [reject] = await ctx.db.knex('rejects').select('record_key', 'reason_code');
+    expect(reject).toEqual({ record_key: 'Patient/nul', reason_code: 'DATABASE_REFUSED' });
+  });
+
+  it('stores a checkpoint in the transaction of the batch it closes', async () => {
+    await ctx.db.knex.schema.createTable('marks', (t) => t.text('key'));
+    const seen: number[] = [];
+    await run(
+      [patient('a'), { kind: 'checkpoint', source: 'f', key: 'file:f', state: {} }, patient('b')],
+      {
+        onCheckpoint: async (trx, cp) => {
+          seen.push(Number((await trx('fhir_resources').count({ n: '*' }))[0]!.n));
+          await trx('marks').insert({ key: cp.key });
+        },
+      },
+    );
+    expect(seen).toEqual([1]);
+    expect(await ctx.db.knex('marks').select('key')).toEqual([{ key: 'file:f' }]);
+  });
+
+  it('writes nothing in a dry run yet counts what it would write', async () => {
+    const ledger = await RunLedger.start(ctx.db.knex, { command: 'ingest-fhir', args: [], user: 'test', dryRun: true });
+    const trx = await ctx.db.knex.transaction();
+    const { result } = await run([patient('a'), patient('b'), patient('a', { gender: 'male' })], { dryRunTransaction: trx, ledger });
+    await trx.rollback();
+    expect(result.types.Patient).toMatchObject({ read: 3, written: 3 });
+    expect(await ctx.db.knex('fhir_resources')).toEqual([]);
+  });
+
+  it('fills one table from several views that share its name', async () => {
+    const codings = (resource: string) => ({
+      file: `codings-${resource}`,
+      view: compileView({ resourceType: 'ViewDefinition', name: 'codings', resource, select: [{ column: [{ name: 'id', path: 'getResourceKey()' }] }, { forEach: 'code.coding', column: [{ name: 'code', path: 'code' }] }] }),
+    });
+    const extra = ['Condition', 'Observation'].map((r) => ({ ...codings(r), table: tableSpecOf(codings(r).view) }));
+    for (const t of tablesOf(extra)) await ensureFlatTable(ctx.db.knex, t);
+    const coded = (resourceType: string, id: string, ...codes: string[]) =>
+      ({ kind: 'resource', source: 's', resource: { resourceType, id, code: { coding: codes.map((code) => ({ code })) } } }) as FhirItem;
+    await run([coded('Condition', 'c1', 'x', 'y'), coded('Observation', 'o1', 'z')], { views: [...views, ...extra] });
+    await run([coded('Condition', 'c1', 'x2')], { views: [...views, ...extra] });
+    expect(await ctx.db.knex('codings').select('_resource_type', 'id', 'code').orderBy(['id', 'code'])).toEqual([
+      { _resource_type: 'Condition', id: 'c1', code: 'x2' },
+      { _resource_type: 'Observation', id: 'o1', code: 'z' },
+    ]);
+  });
+});

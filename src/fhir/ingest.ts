@@ -1,0 +1,274 @@
+/**
+ * The ingest pipeline: FhirItems in (from any reader), batches out, each batch one transaction that
+ * merges the raw resources into fhir_resources (newer wins), replaces the flat rows of the resources
+ * it wrote, keeps the rejects, and stores the checkpoints that close it. Killing the process at any
+ * point leaves whole batches only; running again redoes what was not committed.
+ *
+ * Reading and mapping the next batch overlaps the write of the previous one (on a server, Postgres
+ * works on the other core meanwhile); at most two batches are held in memory.
+ */
+import type { Knex } from 'knex';
+import type { DatabaseKind } from '../db/connection.js';
+import type { RejectRecord, RunLedger } from '../db/ledger.js';
+import { inRunTransaction } from '../db/transaction.js';
+import { isMappingIssue, mapResource, viewsByResourceType, type MappedResource } from '../mappers/fhir-views.js';
+import { replaceRecordRows, type RecordKey } from '../writers/flat-table.js';
+import { markDeleted, mergeDocuments } from '../writers/resource-store.js';
+import type { Row } from '../writers/json-rows.js';
+import type { FhirItem, Origin } from './input.js';
+import { tablesOf, type FlatView } from './views.js';
+
+export type CheckpointItem = Extract<FhirItem, { kind: 'checkpoint' }>;
+
+/** Stores a checkpoint's state inside the transaction of the batch it closes. */
+export type CheckpointHandler = (trx: Knex.Transaction, checkpoint: CheckpointItem, runId: number | null) => Promise<void>;
+
+export interface TypeCounts {
+  read: number;
+  written: number;
+  unchanged: number;
+  rejected: number;
+  deleted: number;
+}
+
+export interface IngestProgress {
+  checkpoints: number;
+  read: number;
+  written: number;
+  rejected: number;
+  elapsedMs: number;
+}
+
+export interface IngestOptions {
+  knex: Knex;
+  /** Which back end: COPY on a server, JSON recordsets on PGlite. */
+  kind: DatabaseKind;
+  ledger: RunLedger;
+  views: readonly FlatView[];
+  /**
+   * Resources per transaction. 1,000 by default: measured on the Synthea bulk data (37k resources,
+   * bench/ingest-fhir.mjs), throughput rises steeply up to a few hundred resources per batch (the
+   * per-transaction cost — round trips, fsync on commit — is amortised) and is flat beyond ~1,000,
+   * while memory grows with the batch; 1,000 resources is ~2–4 MB of JSON, well within budget.
+   */
+  batchSize?: number;
+  onCheckpoint?: CheckpointHandler;
+  signal?: AbortSignal;
+  onProgress?: (progress: IngestProgress) => void;
+  /** Told of each reject once its batch is committed. */
+  onReject?: (reject: RejectRecord) => void;
+  /**
+   * Runs every batch in this transaction (as a savepoint) instead of its own: --dry-run passes one
+   * that it rolls back at the end, so the counts are exact and nothing stays.
+   */
+  dryRunTransaction?: Knex.Transaction;
+}
+
+export interface IngestResult {
+  types: Record<string, TypeCounts>;
+  totals: TypeCounts;
+  checkpoints: number;
+  /** The signal stopped the run after a committed batch. */
+  interrupted: boolean;
+}
+
+export const DEFAULT_BATCH_SIZE = 1000;
+/** Per-type bucket of records that could not be read as a resource at all. */
+export const UNREADABLE = '(unreadable)';
+const RESOURCES_TABLE = 'fhir_resources';
+
+type Pending =
+  | { kind: 'resource'; key: RecordKey; mapped: MappedResource; origin: Origin }
+  | { kind: 'delete'; key: RecordKey; origin: Origin };
+
+interface Batch {
+  items: Map<string, Pending>;
+  rejects: { type: string; record: RejectRecord }[];
+  checkpoints: CheckpointItem[];
+}
+
+const newBatch = (): Batch => ({ items: new Map(), rejects: [], checkpoints: [] });
+
+function emptyCounts(): TypeCounts {
+  return { read: 0, written: 0, unchanged: 0, rejected: 0, deleted: 0 };
+}
+
+/** Loads `items` through the views. Resolves when every batch is committed. */
+export async function ingestFhir(items: AsyncIterable<FhirItem>, options: IngestOptions): Promise<IngestResult> {
+  const { knex, ledger } = options;
+  const batchSize = Math.max(1, options.batchSize ?? DEFAULT_BATCH_SIZE);
+  const viewsByType = viewsByResourceType(options.views);
+  const tables = tablesOf(options.views);
+  // Which resource types fill each table: a changed resource's old rows go from every one of them.
+  const typesOfTable = new Map<string, Set<string>>();
+  for (const v of options.views) typesOfTable.set(v.table.table, (typesOfTable.get(v.table.table) ?? new Set()).add(v.view.resource));
+  const runId = options.dryRunTransaction ? null : ledger.id;
+  const started = Date.now();
+  const types: Record<string, TypeCounts> = {};
+  const countsOf = (type: string) => (types[type] ??= emptyCounts());
+  let checkpoints = 0;
+
+  const transact = <T>(work: (trx: Knex.Transaction) => Promise<T>): Promise<T> =>
+    inRunTransaction(options.dryRunTransaction ?? knex, ledger, work);
+
+  async function write(trx: Knex.Transaction, batch: Batch) {
+    const resources = [...batch.items.values()].filter((p): p is Extract<Pending, { kind: 'resource' }> => p.kind === 'resource');
+    const deletes = [...batch.items.values()].filter((p) => p.kind === 'delete').map((p) => p.key);
+    const written = await mergeDocuments(
+      trx,
+      options.kind,
+      RESOURCES_TABLE,
+      resources.map((p) => ({ ...p.mapped.document, source: p.origin.source })),
+      runId,
+    );
+    const deleted = await markDeleted(trx, RESOURCES_TABLE, deletes, runId);
+    const writtenSet = new Set(written.map(keyOf));
+    const changed = [...written, ...deleted];
+    for (const table of tables) {
+      const fills = typesOfTable.get(table.table)!;
+      const keys = changed.filter((k) => fills.has(k.type));
+      if (keys.length === 0) continue;
+      const rows: Row[] = [];
+      for (const p of resources) if (writtenSet.has(keyOf(p.key))) rows.push(...(p.mapped.rows.get(table.table) ?? []));
+      await replaceRecordRows(trx, options.kind, table, keys, rows);
+    }
+    if (batch.rejects.length > 0) await ledger.rejectMany(batch.rejects.map((r) => r.record), trx);
+    for (const checkpoint of batch.checkpoints) await options.onCheckpoint?.(trx, checkpoint, runId);
+    return { resources, writtenSet, deleted: new Set(deleted.map(keyOf)) };
+  }
+
+  /** Commits a batch; a value Postgres refuses (a data exception) is found by halving and rejected alone. */
+  async function commit(batch: Batch): Promise<void> {
+    let outcome: Awaited<ReturnType<typeof write>>;
+    try {
+      outcome = await transact((trx) => write(trx, batch));
+    } catch (err) {
+      // rejectMany counted the rejects of the batch that rolled back; they are counted again on retry.
+      ledger.counts.rejected -= Math.min(ledger.counts.rejected, batch.rejects.length);
+      if (!isDataException(err) || batch.items.size === 0) throw err;
+      if (batch.items.size === 1) {
+        const [pending] = batch.items.values();
+        batch.items.clear();
+        batch.rejects.push({
+          type: pending!.key.type,
+          record: {
+            ...originOf(pending!.origin),
+            recordKey: keyOf(pending!.key),
+            reasonCode: 'DATABASE_REFUSED',
+            message: `the database refused a value: ${(err as Error).message}`,
+            raw: pending!.kind === 'resource' ? pending!.mapped.document.json : undefined,
+          },
+        });
+        return commit(batch);
+      }
+      const entries = [...batch.items.entries()];
+      const half = Math.ceil(entries.length / 2);
+      await commit({ items: new Map(entries.slice(0, half)), rejects: [], checkpoints: [] });
+      await commit({ items: new Map(entries.slice(half)), rejects: batch.rejects, checkpoints: batch.checkpoints });
+      return;
+    }
+    for (const p of batch.items.values()) {
+      const c = countsOf(p.key.type);
+      const k = keyOf(p.key);
+      if (outcome.writtenSet.has(k)) c.written += 1;
+      else if (outcome.deleted.has(k)) c.deleted += 1;
+      else c.unchanged += 1;
+    }
+    for (const r of batch.rejects) {
+      countsOf(r.type).rejected += 1;
+      options.onReject?.(r.record);
+    }
+    checkpoints += batch.checkpoints.length;
+    options.onProgress?.(progress());
+  }
+
+  function progress(): IngestProgress {
+    const t = totalsOf(types);
+    return { checkpoints, read: t.read, written: t.written, rejected: t.rejected, elapsedMs: Date.now() - started };
+  }
+
+  let batch = newBatch();
+  let inflight: Promise<void> = Promise.resolve();
+  /** Hands the batch to the writer and waits only for the one before it: two batches at most in memory. */
+  async function flush(): Promise<void> {
+    if (batch.items.size === 0 && batch.rejects.length === 0 && batch.checkpoints.length === 0) return;
+    const full = batch;
+    batch = newBatch();
+    const previous = inflight;
+    inflight = previous.then(() => commit(full));
+    // Awaited at the next flush or at the end; this only keeps Node from calling it unhandled meanwhile.
+    inflight.catch(() => undefined);
+    await previous;
+  }
+
+  let interrupted = false;
+  for await (const item of items) {
+    switch (item.kind) {
+      case 'resource': {
+        const key = { type: item.resource.resourceType, id: item.resource.id };
+        countsOf(key.type).read += 1;
+        // Two copies of one resource in a batch would meet in one INSERT: commit the first copy first.
+        if (batch.items.has(keyOf(key))) await flush();
+        const mapped = mapResource(item.resource, viewsByType.get(key.type) ?? []);
+        if (isMappingIssue(mapped)) {
+          batch.rejects.push({
+            type: key.type,
+            record: { ...originOf(item), recordKey: keyOf(key), field: mapped.field, reasonCode: mapped.reasonCode, message: mapped.message, raw: item.resource },
+          });
+        } else {
+          batch.items.set(keyOf(key), { kind: 'resource', key, mapped, origin: originOf(item) });
+        }
+        break;
+      }
+      case 'delete': {
+        const key = { type: item.resourceType, id: item.id };
+        countsOf(key.type).read += 1;
+        if (batch.items.has(keyOf(key))) await flush();
+        batch.items.set(keyOf(key), { kind: 'delete', key, origin: originOf(item) });
+        break;
+      }
+      case 'invalid':
+        countsOf(UNREADABLE).read += 1;
+        batch.rejects.push({
+          type: UNREADABLE,
+          record: { ...originOf(item), field: item.field, reasonCode: item.reasonCode, message: item.message, raw: item.raw },
+        });
+        break;
+      case 'checkpoint':
+        batch.checkpoints.push(item);
+        await flush();
+        break;
+    }
+    if (batch.items.size + batch.rejects.length >= batchSize) await flush();
+    if (options.signal?.aborted) {
+      interrupted = true;
+      break;
+    }
+  }
+  await flush();
+  await inflight;
+  const totals = totalsOf(types);
+  // A delete is a write for the ledger's totals; details keep it apart.
+  ledger.add({ read: totals.read, written: totals.written + totals.deleted, unchanged: totals.unchanged });
+  return { types, totals, checkpoints, interrupted };
+}
+
+function keyOf(key: RecordKey): string {
+  return `${key.type}/${key.id}`;
+}
+
+function originOf(o: Origin): Origin {
+  return { source: o.source, line: o.line, entry: o.entry };
+}
+
+function totalsOf(types: Record<string, TypeCounts>): TypeCounts {
+  const t = emptyCounts();
+  for (const c of Object.values(types)) for (const k of Object.keys(t) as (keyof TypeCounts)[]) t[k] += c[k];
+  return t;
+}
+
+/** SQLSTATE class 22 (data exception): a value Postgres cannot take, e.g. a NUL character in text. */
+function isDataException(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && code.startsWith('22');
+}

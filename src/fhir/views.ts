@@ -1,0 +1,73 @@
+/**
+ * The ViewDefinitions ingest-fhir maps resources through: the ones shipped in the top-level `views/`
+ * folder and any a user passes with --view. A view's `name` is its table; several views may share a
+ * name (codings from Condition and from Observation) and then one table, so their columns must match.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CarepipeError } from '../errors.js';
+import type { TableColumn, TableSpec } from '../writers/flat-table.js';
+import { loadViewFile, type CompiledView } from './view/index.js';
+
+/**
+ * `views/` at the package root: beside `src/` when run from TypeScript, two levels above `dist/src/`
+ * once compiled (the JSON files are not copied into dist; package.json ships the folder itself).
+ */
+export const SHIPPED_VIEWS_DIR = [
+  fileURLToPath(new URL('../../views/', import.meta.url)),
+  fileURLToPath(new URL('../../../views/', import.meta.url)),
+].find((dir) => existsSync(dir)) ?? fileURLToPath(new URL('../../views/', import.meta.url));
+
+/** A compiled view with the file it came from and the table its rows go to. */
+export interface FlatView {
+  file: string;
+  view: CompiledView;
+  table: TableSpec;
+}
+
+/** Every `*.json` in the shipped views folder (or only `files`, names relative to it), sorted by file name. */
+export function loadShippedViews(files?: readonly string[]): FlatView[] {
+  const names = files ?? readdirSync(SHIPPED_VIEWS_DIR).filter((f) => f.endsWith('.json')).sort();
+  return names.map((name) => flatView(path.join(SHIPPED_VIEWS_DIR, name)));
+}
+
+export function flatView(file: string): FlatView {
+  const view = loadViewFile(file);
+  return { file, view, table: tableSpecOf(view) };
+}
+
+/** The table of a view: its name, and its columns (a collection column is stored as jsonb). */
+export function tableSpecOf(view: CompiledView): TableSpec {
+  const columns: TableColumn[] = view.columns.map((c) => ({ name: c.name, sqlType: c.collection ? 'jsonb' : c.sqlType }));
+  return { table: view.name, columns };
+}
+
+/**
+ * The distinct tables of `views`, refusing (VIEW_INVALID, exit 2) two views that share a name but not
+ * their columns, and a view whose table name or columns clash with carepipe's bookkeeping.
+ */
+export function tablesOf(views: readonly FlatView[]): TableSpec[] {
+  const tables = new Map<string, FlatView>();
+  for (const v of views) {
+    for (const c of v.table.columns) {
+      if (c.name.startsWith('_')) {
+        throw new CarepipeError('VIEW_INVALID', `column ${c.name} of view ${v.file}: names starting with _ are reserved for carepipe's bookkeeping`, { file: v.file, field: c.name });
+      }
+    }
+    const first = tables.get(v.table.table);
+    if (!first) {
+      tables.set(v.table.table, v);
+      continue;
+    }
+    const sig = (t: TableSpec) => t.columns.map((c) => `${c.name} ${c.sqlType}`).join(', ');
+    if (sig(first.table) !== sig(v.table)) {
+      throw new CarepipeError(
+        'VIEW_INVALID',
+        `views ${first.file} and ${v.file} both fill table ${v.table.table} but their columns differ: (${sig(first.table)}) and (${sig(v.table)})`,
+        { file: v.file },
+      );
+    }
+  }
+  return [...tables.values()].map((v) => v.table);
+}

@@ -1,0 +1,74 @@
+/**
+ * The mapper of ingest-fhir: one resource in, the row to store in fhir_resources and its rows for
+ * every flat table out — or the reason it cannot be loaded. Pure: no I/O, tested without a database.
+ */
+import { createHash } from 'node:crypto';
+import type { FhirResource } from 'fhir/r4.js';
+import { isCarepipeError } from '../errors.js';
+import type { FlatView } from '../fhir/views.js';
+import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN } from '../writers/flat-table.js';
+import type { Row } from '../writers/json-rows.js';
+import type { StoredDocument } from '../writers/resource-store.js';
+
+export interface MappedResource {
+  document: Omit<StoredDocument, 'source'>;
+  /** Rows per table name; a table the resource's views give no rows keeps an empty list (its old rows go). */
+  rows: Map<string, Row[]>;
+}
+
+export interface MappingIssue {
+  reasonCode: 'WRONG_TYPE' | 'INVALID_META';
+  field: string;
+  message: string;
+}
+
+const INSTANT = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+
+/** Views grouped by the resource type they read. */
+export function viewsByResourceType(views: readonly FlatView[]): Map<string, FlatView[]> {
+  const byType = new Map<string, FlatView[]>();
+  for (const v of views) byType.set(v.view.resource, [...(byType.get(v.view.resource) ?? []), v]);
+  return byType;
+}
+
+export function mapResource(resource: FhirResource & { id: string }, views: readonly FlatView[]): MappedResource | MappingIssue {
+  const meta = resource.meta;
+  const lastUpdated = meta?.lastUpdated;
+  if (lastUpdated !== undefined && (typeof lastUpdated !== 'string' || !INSTANT.test(lastUpdated) || Number.isNaN(Date.parse(lastUpdated)))) {
+    return { reasonCode: 'INVALID_META', field: 'meta.lastUpdated', message: 'meta.lastUpdated is not an instant (YYYY-MM-DDThh:mm:ss with a time zone)' };
+  }
+  const versionId = meta?.versionId;
+  if (versionId !== undefined && typeof versionId !== 'string') {
+    return { reasonCode: 'INVALID_META', field: 'meta.versionId', message: 'meta.versionId is not a string' };
+  }
+  const rows = new Map<string, Row[]>();
+  for (const v of views) {
+    let viewRows: Record<string, unknown>[];
+    try {
+      viewRows = v.view.evaluate(resource);
+    } catch (err) {
+      if (!isCarepipeError(err)) throw err;
+      const column = typeof err.context.field === 'string' ? err.context.field : undefined;
+      return { reasonCode: 'WRONG_TYPE', field: column ? `${v.table.table}.${column}` : v.table.table, message: err.message };
+    }
+    const list = rows.get(v.table.table) ?? [];
+    for (const row of viewRows) list.push({ ...row, [RECORD_TYPE_COLUMN]: resource.resourceType, [RECORD_ID_COLUMN]: resource.id });
+    rows.set(v.table.table, list);
+  }
+  const json = JSON.stringify(resource);
+  return {
+    document: {
+      type: resource.resourceType,
+      id: resource.id,
+      versionId: versionId ?? null,
+      lastUpdated: lastUpdated ?? null,
+      json,
+      contentHash: createHash('sha256').update(json).digest('base64url'),
+    },
+    rows,
+  };
+}
+
+export function isMappingIssue(result: MappedResource | MappingIssue): result is MappingIssue {
+  return 'reasonCode' in result;
+}

@@ -1,0 +1,111 @@
+/**
+ * Flat tables: a table per view spec (columns and their SQL types) plus two bookkeeping columns that
+ * name the record each row came from, so that all the rows of one record can be replaced at once.
+ * Knows nothing of FHIR: the caller says what the table is and what the rows are.
+ */
+import type { Knex } from 'knex';
+import { CarepipeError } from '../errors.js';
+import type { DatabaseKind } from '../db/connection.js';
+import { recordset, writeRows, type Row } from './json-rows.js';
+
+export type ColumnSqlType = 'boolean' | 'integer' | 'bigint' | 'bytea' | 'timestamptz' | 'text' | 'jsonb';
+
+export interface TableColumn {
+  name: string;
+  sqlType: ColumnSqlType;
+}
+
+export interface TableSpec {
+  table: string;
+  columns: TableColumn[];
+}
+
+/** Bookkeeping columns every flat table carries: the type and id of the record the row came from. */
+export const RECORD_TYPE_COLUMN = '_resource_type';
+export const RECORD_ID_COLUMN = '_resource_id';
+
+/** information_schema.columns.data_type for each type we create. */
+const INFORMATION_SCHEMA_TYPE: Record<ColumnSqlType, string> = {
+  boolean: 'boolean',
+  integer: 'integer',
+  bigint: 'bigint',
+  bytea: 'bytea',
+  timestamptz: 'timestamp with time zone',
+  text: 'text',
+  jsonb: 'jsonb',
+};
+
+/** The columns of `table` in the current schema, in order, with their information_schema data types; [] when it does not exist. */
+export async function existingColumns(knex: Knex | Knex.Transaction, table: string): Promise<{ name: string; dataType: string }[]> {
+  const result = await knex.raw<{ rows: { column_name: string; data_type: string }[] }>(
+    `select column_name, data_type from information_schema.columns
+      where table_schema = current_schema() and table_name = ? order by ordinal_position`,
+    [table],
+  );
+  return result.rows.map((r) => ({ name: r.column_name, dataType: r.data_type }));
+}
+
+/**
+ * Creates the table of `spec` when it is missing; when it exists, checks it has exactly the spec's
+ * columns and types, and refuses (exit 2) otherwise: rows of two different shapes must never share a table.
+ */
+export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: TableSpec): Promise<'created' | 'exists'> {
+  const existing = await existingColumns(knex, spec.table);
+  if (existing.length === 0) {
+    await knex.schema.createTable(spec.table, (t) => {
+      for (const column of spec.columns) t.specificType(column.name, column.sqlType);
+      t.text(RECORD_TYPE_COLUMN).notNullable();
+      t.text(RECORD_ID_COLUMN).notNullable();
+      t.index([RECORD_TYPE_COLUMN, RECORD_ID_COLUMN], `${spec.table.slice(0, 50)}_record_idx`);
+    });
+    return 'created';
+  }
+  const have = existing.filter((c) => c.name !== RECORD_TYPE_COLUMN && c.name !== RECORD_ID_COLUMN);
+  const describe = (cols: { name: string; dataType: string }[]) => cols.map((c) => `${c.name} ${c.dataType}`).join(', ');
+  const want = spec.columns.map((c) => ({ name: c.name, dataType: INFORMATION_SCHEMA_TYPE[c.sqlType] }));
+  if (existing.length !== have.length + 2 || describe(have) !== describe(want)) {
+    throw new CarepipeError(
+      'VIEW_INVALID',
+      `table ${spec.table} already exists with other columns (${describe(have)}) than the view gives (${describe(want)}): ` +
+        'give the view another name, or drop the table if its rows are not needed',
+      { table: spec.table },
+    );
+  }
+  return 'exists';
+}
+
+export async function dropFlatTable(knex: Knex | Knex.Transaction, table: string): Promise<void> {
+  await knex.schema.dropTableIfExists(table);
+}
+
+/** A record whose rows a flat table holds. */
+export interface RecordKey {
+  type: string;
+  id: string;
+}
+
+/**
+ * Replaces the rows of `keys` in the table: deletes what they had, inserts `rows` (each row carries
+ * its record's key in the bookkeeping columns). Deleting with an empty `rows` removes the records.
+ */
+export async function replaceRecordRows(
+  trx: Knex.Transaction,
+  kind: DatabaseKind,
+  spec: TableSpec,
+  keys: RecordKey[],
+  rows: Row[],
+): Promise<void> {
+  if (keys.length > 0) {
+    await trx.raw(
+      `delete from ?? as t using ${recordset([{ name: 'type', sqlType: 'text' }, { name: 'id', sqlType: 'text' }], 'k')}
+        where t.${RECORD_TYPE_COLUMN} = k.type and t.${RECORD_ID_COLUMN} = k.id`,
+      [spec.table, JSON.stringify(keys)],
+    );
+  }
+  await writeRows(trx, kind, spec.table, [...spec.columns, ...BOOKKEEPING], rows);
+}
+
+const BOOKKEEPING: TableColumn[] = [
+  { name: RECORD_TYPE_COLUMN, sqlType: 'text' },
+  { name: RECORD_ID_COLUMN, sqlType: 'text' },
+];
