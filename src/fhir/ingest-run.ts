@@ -109,8 +109,10 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
       dryRunTransaction: dryRun,
       onProgress: (p) => {
         const rate = p.elapsedMs > 0 ? Math.round((p.read * 1000) / p.elapsedMs) : 0;
-        reporter.progress(`ingest-fhir: ${p.checkpoints} files, ${p.read} resources, ${rate}/s${p.rejected ? `, ${p.rejected} rejected` : ''}`, {
-          files: p.checkpoints,
+        // A server's checkpoints are its pages (or, for an export, its types once done).
+        const unit = options.server ? (options.server.bulk ? 'types' : 'pages') : 'files';
+        reporter.progress(`ingest-fhir: ${p.checkpoints} ${unit}, ${p.read} resources, ${rate}/s${p.rejected ? `, ${p.rejected} rejected` : ''}`, {
+          [unit]: p.checkpoints,
           resources: p.read,
           per_second: rate,
           rejected: p.rejected,
