@@ -188,6 +188,28 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     expect(keys).toEqual(expected);
   }, LONG);
 
+  it('stops on SIGTERM after a committed page with exit 130, and the next run finishes the pull', async () => {
+    await ctx.release();
+    const s = await start({ faults: { rate: 1, kinds: ['slow'], slowMs: 150, routes: ['search'] } });
+    const child = spawn(process.execPath, [BIN, 'ingest-fhir', '--server', s.url, '--type', TYPES, '--page-size', '10', ...ctx.test.args], {
+      env: childEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    while ((s.stats.requests['search:Encounter'] ?? 0) < 2) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/interrupted/);
+    s.setFaults(null);
+    const rest = await pull(s.url);
+    expect(rest.code, rest.stderr).toBe(0);
+    const count = await open(async (db) => Number(((await db.knex('fhir_resources').count({ n: '*' }).first()) as { n: number | string }).n));
+    expect(count).toBe(TOTAL);
+    expect((json(rest) as { counts: { read: number } }).counts.read).toBeLessThan(TOTAL);
+  }, LONG);
+
   it('loads through a Bulk Data export, deletes the job, and asks _since the export time next', async () => {
     await ctx.release();
     const s = await start({ exportPolls: 2, exportLinesPerFile: 25 });
