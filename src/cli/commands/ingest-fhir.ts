@@ -9,6 +9,9 @@ interface IngestFhirFlags extends CommonFlags, FhirAuthFlags {
   view: string[];
   fullRefresh?: boolean;
   batchSize?: number;
+  workers?: number;
+  queue?: string;
+  lease?: number;
   server?: string;
   type: string[];
   since?: string;
@@ -26,6 +29,9 @@ export function registerIngestFhir(program: Command, state: CliState): void {
       .option('--view <file>', 'a ViewDefinition whose table to fill too (repeatable; its table is created on first use)', (v: string, all: string[]) => [...all, v], [])
       .option('--full-refresh', 'reload every file, even those loaded before and unchanged')
       .option('--batch-size <n>', 'resources per transaction (default 1000)', wholeNumber('--batch-size'))
+      .option('--workers <n>', 'worker processes sharing the files through a queue in the database (needs a Postgres server)', wholeNumber('--workers'))
+      .option('--queue <name>', 'join a shared work queue of this name (run the same command on several hosts)')
+      .option('--lease <seconds>', 'how long a worker holds a file without renewing its claim (default 120)', wholeNumber('--lease'))
       .option('--server <url>', 'pull from a FHIR server (base URL) instead of files: FHIR search, incremental')
       .option('--type <types>', 'resource types to pull from the server, comma-separated (repeatable)', (v: string, all: string[]) => [...all, ...v.split(',')], [])
       .option('--since <instant>', 'only resources changed after this instant (overrides the stored cursor)')
@@ -47,10 +53,18 @@ export function registerIngestFhir(program: Command, state: CliState): void {
     const serverOnly = { type: flags.type.length > 0, since: flags.since, bulk: flags.bulk, 'page-size': flags.pageSize, 'max-retries': flags.maxRetries };
     const stray = Object.entries(serverOnly).find(([, v]) => v !== undefined && v !== false);
     if (!flags.server && stray) throw new CarepipeError('USAGE', `--${stray[0]} goes with --server`);
+    if (flags.server && (flags.workers !== undefined || flags.queue !== undefined)) throw new CarepipeError('USAGE', '--workers and --queue share files, not a server pull');
+    const shared = (flags.workers ?? 0) > 1 || flags.queue !== undefined;
     // Runs on different servers may overlap; two runs on one server may not.
     const target = flags.server ? safeUrl(flags.server).replace(/\/+$/, '') : undefined;
-    await runCommand(state, flags, { name: 'ingest-fhir', argv, target }, async ({ db, ledger, reporter, signal, io, settings }) => {
-      const { runIngestFhir } = await import('../../fhir/ingest-run.js');
+    await runCommand(state, flags, { name: 'ingest-fhir', argv, target, lock: !shared }, async ({ db, ledger, reporter, signal, io, settings }) => {
+      const [{ runIngestFhir }, { DEFAULT_LEASE_SECONDS }] = await Promise.all([import('../../fhir/ingest-run.js'), import('../../fhir/ingest-queue.js')]);
+      const leaseSeconds = flags.lease || DEFAULT_LEASE_SECONDS;
+      if ((flags.workers ?? 0) > 1 && !settings.dryRun) {
+        const { defaultQueueName, runWorkers } = await import('../../fhir/ingest-workers.js');
+        const queue = flags.queue ?? defaultQueueName(paths, io.cwd);
+        return runWorkers({ workers: flags.workers!, queue, args: [...argv] }, { db, ledger, reporter, signal, env: io.env, cwd: io.cwd });
+      }
       const server = flags.server
         ? {
             server: flags.server,
@@ -63,7 +77,15 @@ export function registerIngestFhir(program: Command, state: CliState): void {
           }
         : undefined;
       return runIngestFhir(
-        { inputs: paths, server, viewFiles: flags.view, fullRefresh: flags.fullRefresh ?? false, batchSize: flags.batchSize || undefined, dryRun: settings.dryRun },
+        {
+          inputs: paths,
+          server,
+          viewFiles: flags.view,
+          fullRefresh: flags.fullRefresh ?? false,
+          batchSize: flags.batchSize || undefined,
+          dryRun: settings.dryRun,
+          queue: flags.queue ? { queue: flags.queue, leaseSeconds, fullRefresh: flags.fullRefresh ?? false } : undefined,
+        },
         { db, ledger, reporter, signal, cwd: io.cwd, stdin: io.stdin },
       );
     });
