@@ -103,6 +103,15 @@ describe('FHIR search reader', () => {
     expect(s.stats.searches.some((q) => q.startsWith('/Encounter') && q.includes('_page_after='))).toBe(true);
   });
 
+  it('starts again from the cursor when a stored next-page link has expired', async () => {
+    const s = await start();
+    const cursor = (data.byType.Patient[4].meta as { lastUpdated: string }).lastUpdated;
+    const states = new Map([[searchCheckpointKey(s.url, 'Patient'), { lastUpdated: cursor, nextUrl: `${s.url}/expired-page/41` }]]);
+    const items = await collect(search(s.url, { types: ['Patient'], states }));
+    expect(keysOf(items)).toEqual(data.byType.Patient.slice(5).map((r) => `Patient/${r.id as string}`).sort());
+    expect(s.stats.searches).toEqual([`/Patient?_count=10&_sort=_lastUpdated&_lastUpdated=gt${encodeURIComponent(cursor)}`]);
+  });
+
   it('loads everything under 30% faults and counts one retry per failed attempt', async () => {
     const s = await start({ faults: { rate: 0.3, seed: 42, slowMs: 50, retryAfterSeconds: 0 } });
     const stats = emptyServerStats();

@@ -10,7 +10,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startFhirServer, type FhirServer, type FhirServerOptions, type StoredResource } from '../fixtures/fhir-server.js';
-import type { Database } from '../src/db/connection.js';
+import { resolveSettings } from '../src/config.js';
+import { openDatabase, type Database } from '../src/db/connection.js';
 import { BIN, childEnv, runCli, type CliResult } from './helpers/cli.js';
 import { BACKENDS, createTestDatabase, useTestDatabase, type TestDatabase } from './helpers/db.js';
 import { writeSampleData, type SampleData } from './helpers/fhir-data.js';
@@ -18,6 +19,8 @@ import { writeSampleData, type SampleData } from './helpers/fhir-data.js';
 const TYPES = 'Patient,Encounter,Observation';
 const COUNTS = { Patient: 12, Encounter: 40, Observation: 60 };
 const TOTAL = 112;
+/** PGlite opens in a few seconds per CLI run on a shared 2-core machine; several runs per test. */
+const LONG = 240_000;
 
 interface Snapshot {
   resources: string[];
@@ -65,6 +68,14 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
   const start = async (options: FhirServerOptions = {}) => (server = await startFhirServer({ dataDir: data.dir, ...options }));
   const pull = (url: string, extra: string[] = [], env: Record<string, string> = {}) =>
     runCli(['ingest-fhir', '--server', url, '--type', TYPES, '--page-size', '10', '--json', ...ctx.test.args, ...extra], { env });
+  const openWaiting = async <T>(work: (db: Database) => Promise<T>): Promise<T> => {
+    const db = await openDatabase(resolveSettings({ ...ctx.test.flags, wait: true }, {}, ctx.test.tmp), { wait: true });
+    try {
+      return await work(db);
+    } finally {
+      await db.close();
+    }
+  };
   const open = async <T>(work: (db: Database) => Promise<T>): Promise<T> => {
     const db = await ctx.test.connect();
     try {
@@ -121,12 +132,12 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     expect(stored).toMatchObject({ version_id: '2' });
     const cursor = await open((db) => db.knex('fhir_sync_state').where({ server: s.url, resource_type: 'Observation' }).first('next_url', 'run_id'));
     expect(cursor).toMatchObject({ next_url: null });
-  });
+  }, LONG);
 
   it('loads everything with 30% of requests failing, and counts the retries in the summary', async () => {
     await ctx.release();
     const s = await start({ faults: { rate: 0.3, seed: 11, slowMs: 50, retryAfterSeconds: 0 } });
-    const result = await pull(s.url, ['--max-retries', '10']);
+    const result = await pull(s.url, ['--max-retries', '10', '--page-size', '4']);
     expect(result.code, result.stderr).toBe(0);
     const failing = Object.entries(s.stats.faults).reduce((n, [kind, c]) => n + (kind === 'slow' ? 0 : c), 0);
     expect(failing).toBeGreaterThan(2);
@@ -136,7 +147,7 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     const details = await open((db) => db.knex('runs').orderBy('id', 'desc').first('details'));
     const parsed = typeof details.details === 'string' ? JSON.parse(details.details) : details.details;
     expect(parsed.server.retries).toBe(failing);
-  });
+  }, LONG);
 
   it('resumes a run killed mid-pull from the last committed page, without gaps or duplicates', async () => {
     await ctx.release();
@@ -151,7 +162,8 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     child.kill('SIGKILL');
     expect(await exited).toBe('SIGKILL');
 
-    const before = await open(async (db) => ({
+    // The killed process's lock on the embedded database goes stale rather than being released: wait for it.
+    const before = await openWaiting(async (db) => ({
       rows: Number(((await db.knex('fhir_resources').count({ n: '*' }).first()) as { n: number | string }).n),
       encounter: await db.knex('fhir_sync_state').where({ resource_type: 'Encounter' }).first('next_url'),
     }));
@@ -160,18 +172,43 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
 
     s.setFaults(null);
     s.resetStats();
-    const resumed = await pull(s.url);
+    const resumed = await pull(s.url, ['--wait']);
     expect(resumed.code, resumed.stderr).toBe(0);
     const summary = json(resumed) as { counts: { read: number; written: number } };
     // Only the pages not committed before the kill are fetched again.
     expect(summary.counts.read).toBeLessThan(TOTAL);
-    if (before.encounter?.next_url) expect(s.stats.searches.find((q) => q.startsWith('/Encounter'))).toContain('_page_after=');
+    // The third Encounter page was asked for only after the first page's batch had committed (the
+    // pipeline awaits the previous commit before reading on), so a next page was stored.
+    expect(before.encounter?.next_url).toContain('_page_after=');
+    expect(s.stats.searches.find((q) => q.startsWith('/Encounter'))).toBe(new URL(before.encounter.next_url).pathname + new URL(before.encounter.next_url).search);
     expect(s.stats.requests['search:Patient']).toBe(1);
     const after = await open(async (db) => (await db.knex('fhir_resources').select('resource_type', 'id')) as { resource_type: string; id: string }[]);
     const keys = after.map((r) => `${r.resource_type}/${r.id}`).sort();
     const expected = Object.entries(data.byType).flatMap(([t, rs]) => rs.map((r) => `${t}/${r.id as string}`)).sort();
     expect(keys).toEqual(expected);
-  });
+  }, LONG);
+
+  it('stops on SIGTERM after a committed page with exit 130, and the next run finishes the pull', async () => {
+    await ctx.release();
+    const s = await start({ faults: { rate: 1, kinds: ['slow'], slowMs: 150, routes: ['search'] } });
+    const child = spawn(process.execPath, [BIN, 'ingest-fhir', '--server', s.url, '--type', TYPES, '--page-size', '10', ...ctx.test.args], {
+      env: childEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    while ((s.stats.requests['search:Encounter'] ?? 0) < 2) await new Promise((r) => setTimeout(r, 20));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/interrupted/);
+    s.setFaults(null);
+    const rest = await pull(s.url);
+    expect(rest.code, rest.stderr).toBe(0);
+    const count = await open(async (db) => Number(((await db.knex('fhir_resources').count({ n: '*' }).first()) as { n: number | string }).n));
+    expect(count).toBe(TOTAL);
+    expect((json(rest) as { counts: { read: number } }).counts.read).toBeLessThan(TOTAL);
+  }, LONG);
 
   it('loads through a Bulk Data export, deletes the job, and asks _since the export time next', async () => {
     await ctx.release();
@@ -185,7 +222,7 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     const next = await pull(s.url, ['--bulk']);
     expect(json(next)).toMatchObject({ counts: { read: 1, written: 1 } });
     expect(s.stats.exports[1]).toMatch(/&_since=20\d\d-/);
-  });
+  }, LONG);
 
   it('authenticates with a bearer token from the environment, never writing it to the ledger', async () => {
     await ctx.release();
@@ -194,7 +231,7 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     expect(viaEnv.code, viaEnv.stderr).toBe(0);
     const viaFlag = await pull(s.url, ['--token', 'tok-from-flag', '--full-refresh']);
     expect(viaFlag.code, viaFlag.stderr).toBe(0);
-    const runs = await open((db) => db.knex('runs').select(db.knex.raw('args::text as args'), db.knex.raw('details::text as details')));
+    const runs = await open((db) => db.knex('runs').select(db.knex.raw('arguments::text as args'), db.knex.raw('details::text as details')));
     const ledgerText = JSON.stringify(runs);
     expect(ledgerText).toContain('--token');
     expect(ledgerText).not.toContain('tok-from');
@@ -203,7 +240,7 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     expect(refused.code).toBe(4);
     expect(refused.stderr).toContain('answered HTTP 401: bearer token not accepted');
     expect(refused.stderr).not.toContain('tok-wrong');
-  });
+  }, LONG);
 
   it('authenticates with basic credentials and with SMART backend services, refreshing an expired token', async () => {
     await ctx.release();
@@ -220,7 +257,7 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     expect(smart.code, smart.stderr).toBe(0);
     expect(json(smart)).toMatchObject({ counts: { read: TOTAL }, server: { token_refreshes: 2, retries: 0 } });
     expect(s.stats.tokensIssued).toBe(3);
-  });
+  }, LONG);
 
   it('fails at once with the OperationOutcome text and exit 4 on a 400', async () => {
     await ctx.release();
@@ -229,5 +266,5 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     expect(result.code).toBe(4);
     expect(result.stderr).toContain(`answered HTTP 400: _count=5000 exceeds the maximum page size of 1000`);
     expect(s.stats.requests['search:Patient']).toBe(1);
-  });
+  }, LONG);
 });

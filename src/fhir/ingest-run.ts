@@ -16,6 +16,7 @@ import type { FhirItem } from './input.js';
 import { DEFAULT_BATCH_SIZE, ingestFhir, type CheckpointHandler, type IngestResult, type TypeCounts } from './ingest.js';
 import { flatView, loadShippedViews, tablesOf } from './views.js';
 import { claimFiles, enqueueInputs, workerName, type QueueOptions } from './ingest-queue.js';
+import { openServerSource, type ServerSource, type ServerSourceOptions } from './server-source.js';
 
 export interface IngestFhirOptions {
   /** Files, folders, globs, `-` for stdin. */
@@ -28,6 +29,8 @@ export interface IngestFhirOptions {
   dryRun: boolean;
   /** Share the input with other processes through this work queue (see ingest-queue.ts). */
   queue?: QueueOptions;
+  /** Pull from a FHIR server instead of reading `inputs` (see server-source.ts). */
+  server?: Omit<ServerSourceOptions, 'fullRefresh' | 'signal' | 'onRetry' | 'onProgress' | 'onWarning'>;
 }
 
 export interface IngestFhirDeps {
@@ -78,6 +81,7 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
   const q = dryRun ?? db.knex;
   let result: IngestResult;
   let skipped = 0;
+  let serverSource: ServerSource | undefined;
   try {
     for (const table of tables) {
       await ensureFlatTable(q, table);
@@ -104,8 +108,10 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
         dryRunTransaction: dryRun,
         onProgress: (p) => {
           const rate = p.elapsedMs > 0 ? Math.round((p.read * 1000) / p.elapsedMs) : 0;
-          reporter.progress(`ingest-fhir: ${p.checkpoints} files, ${p.read} resources, ${rate}/s${p.rejected ? `, ${p.rejected} rejected` : ''}`, {
-            files: p.checkpoints,
+          // A server's checkpoints are its pages (or, for an export, its types once done).
+          const unit = options.server ? (options.server.bulk ? 'types' : 'pages') : 'files';
+          reporter.progress(`ingest-fhir: ${p.checkpoints} ${unit}, ${p.read} resources, ${rate}/s${p.rejected ? `, ${p.rejected} rejected` : ''}`, {
+            [unit]: p.checkpoints,
             resources: p.read,
             per_second: rate,
             rejected: p.rejected,
@@ -141,6 +147,16 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
           file.stop();
         }
       }
+    } else if (options.server) {
+      serverSource = await openServerSource(q, {
+        ...options.server,
+        fullRefresh: options.fullRefresh,
+        signal: deps.signal,
+        onRetry: (e) => reporter.info('retry', { message: `${e.what}: ${e.reason}; attempt ${e.attempt}, next in ${e.waitMs} ms` }),
+        onProgress: (message) => reporter.progress(`ingest-fhir: ${message}`),
+        onWarning: (message) => reporter.warn('server', { message }),
+      });
+      result = await load(serverSource.items, serverSource.onCheckpoint);
     } else {
       const reader = await selectReader(options, context);
       result = await load(reader.items, reader.onCheckpoint);
@@ -151,11 +167,20 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
   const files = { loaded: result.checkpoints, skipped };
   ledger.details.types = result.types;
   ledger.details.deleted = result.totals.deleted;
-  ledger.details.files = files;
+  if (serverSource) {
+    const st = serverSource.stats;
+    ledger.details.server = { requests: st.requests, pages: st.pages, files: st.files, retries: st.retries, token_refreshes: st.tokenRefreshes };
+  } else {
+    ledger.details.files = files;
+  }
   if (result.interrupted) {
     throw new CarepipeError('INTERRUPTED', `interrupted after ${result.totals.read} resources; every committed batch is kept, run the same command again to finish`);
   }
-  return { human: summaryText(result, files, options.dryRun), summary: {} };
+  const human = summaryText(result, serverSource ? undefined : files, options.dryRun);
+  if (!serverSource) return { human, summary: {} };
+  const st = serverSource.stats;
+  const what = st.files ? `${st.files} export files` : `${st.pages} pages`;
+  return { human: `${human}server: ${st.requests} requests, ${what}, ${st.retries} retries, ${st.tokenRefreshes} token refreshes\n`, summary: {} };
 }
 
 function emptyResult(): IngestResult {
@@ -173,13 +198,13 @@ function addResult(into: IngestResult, one: IngestResult): void {
   into.interrupted ||= one.interrupted;
 }
 
-function summaryText(result: IngestResult, files: { loaded: number; skipped: number }, dryRun: boolean): string {
+function summaryText(result: IngestResult, files: { loaded: number; skipped: number } | undefined, dryRun: boolean): string {
   const row = (type: string, c: TypeCounts) => [type, c.read, c.written, c.unchanged, c.rejected, c.deleted];
   const types = Object.keys(result.types).sort();
   const table = formatTable(
     ['resource type', 'read', 'written', 'unchanged', 'rejected', 'deleted'],
     [...types.map((t) => row(t, result.types[t]!)), row('total', result.totals)],
   );
-  const fileLine = `files: ${files.loaded} loaded, ${files.skipped} skipped (unchanged since they were loaded)`;
-  return `${table}${fileLine}${dryRun ? '\ndry run: nothing was written' : ''}\n`;
+  const fileLine = files ? `files: ${files.loaded} loaded, ${files.skipped} skipped (unchanged since they were loaded)\n` : '';
+  return `${table}${fileLine}${dryRun ? 'dry run: nothing was written\n' : ''}`;
 }

@@ -202,48 +202,55 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
   }
 
   let interrupted = false;
-  for await (const item of items) {
-    switch (item.kind) {
-      case 'resource': {
-        const key = { type: item.resource.resourceType, id: item.resource.id };
-        countsOf(key.type).read += 1;
-        // Two copies of one resource in a batch would meet in one INSERT: commit the first copy first.
-        if (batch.items.has(keyOf(key))) await flush();
-        const mapped = mapResource(item.resource, viewsByType.get(key.type) ?? []);
-        if (isMappingIssue(mapped)) {
-          batch.rejects.push({
-            type: key.type,
-            record: { ...originOf(item), recordKey: keyOf(key), field: mapped.field, reasonCode: mapped.reasonCode, message: mapped.message, raw: item.resource },
-          });
-        } else {
-          batch.items.set(keyOf(key), { kind: 'resource', key, mapped, origin: originOf(item) });
+  try {
+    for await (const item of items) {
+      switch (item.kind) {
+        case 'resource': {
+          const key = { type: item.resource.resourceType, id: item.resource.id };
+          countsOf(key.type).read += 1;
+          // Two copies of one resource in a batch would meet in one INSERT: commit the first copy first.
+          if (batch.items.has(keyOf(key))) await flush();
+          const mapped = mapResource(item.resource, viewsByType.get(key.type) ?? []);
+          if (isMappingIssue(mapped)) {
+            batch.rejects.push({
+              type: key.type,
+              record: { ...originOf(item), recordKey: keyOf(key), field: mapped.field, reasonCode: mapped.reasonCode, message: mapped.message, raw: item.resource },
+            });
+          } else {
+            batch.items.set(keyOf(key), { kind: 'resource', key, mapped, origin: originOf(item) });
+          }
+          break;
         }
+        case 'delete': {
+          const key = { type: item.resourceType, id: item.id };
+          countsOf(key.type).read += 1;
+          if (batch.items.has(keyOf(key))) await flush();
+          batch.items.set(keyOf(key), { kind: 'delete', key, origin: originOf(item) });
+          break;
+        }
+        case 'invalid':
+          countsOf(UNREADABLE).read += 1;
+          batch.rejects.push({
+            type: UNREADABLE,
+            record: { ...originOf(item), field: item.field, reasonCode: item.reasonCode, message: item.message, raw: item.raw },
+          });
+          break;
+        case 'checkpoint':
+          batch.checkpoints.push(item);
+          await flush();
+          break;
+      }
+      if (batch.items.size + batch.rejects.length >= batchSize) await flush();
+      if (options.signal?.aborted) {
+        interrupted = true;
         break;
       }
-      case 'delete': {
-        const key = { type: item.resourceType, id: item.id };
-        countsOf(key.type).read += 1;
-        if (batch.items.has(keyOf(key))) await flush();
-        batch.items.set(keyOf(key), { kind: 'delete', key, origin: originOf(item) });
-        break;
-      }
-      case 'invalid':
-        countsOf(UNREADABLE).read += 1;
-        batch.rejects.push({
-          type: UNREADABLE,
-          record: { ...originOf(item), field: item.field, reasonCode: item.reasonCode, message: item.message, raw: item.raw },
-        });
-        break;
-      case 'checkpoint':
-        batch.checkpoints.push(item);
-        await flush();
-        break;
     }
-    if (batch.items.size + batch.rejects.length >= batchSize) await flush();
-    if (options.signal?.aborted) {
-      interrupted = true;
-      break;
-    }
+  } catch (err) {
+    // The reader failed (a server gave up, the run was interrupted mid-request): the batch being
+    // committed is whole, with its checkpoint, so let it finish before the database is closed.
+    await inflight.catch(() => undefined);
+    throw err;
   }
   await flush();
   await inflight;

@@ -12,7 +12,7 @@ import { backoffMs, DEFAULT_RETRY, RetryableError } from '../http/retry.js';
 import type { FhirItem } from '../fhir/input.js';
 import { ReasonCodes } from './fhir-files.js';
 import { readLines } from './ndjson.js';
-import { classify, emptyServerStats, HttpStatusError, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
+import { classify, emptyServerStats, HttpStatusError, interruptedError, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
 import { normalizeBaseUrl, searchCheckpointKey, type SearchState } from './fhir-search.js';
 
 /** Turns an ndjson byte stream into items with 1-based line numbers. */
@@ -187,7 +187,9 @@ async function poll(statusUrl: string, options: BulkReaderOptions, call: ServerC
     }
     const seconds = answer.retryAfter !== null ? Number(answer.retryAfter) : NaN;
     const wait = Number.isFinite(seconds) ? seconds * 1000 : (options.pollIntervalMs ?? 2000);
-    await sleep(Math.min(maxWait, Math.max(0, wait)), options.signal);
+    await sleep(Math.min(maxWait, Math.max(0, wait)), options.signal).catch((err: unknown) => {
+      throw options.signal?.aborted ? interruptedError() : err;
+    });
   }
 }
 
@@ -228,7 +230,9 @@ async function* downloadFile(
       const waitMs = backoffMs(attempt, options.retry?.baseDelayMs ?? DEFAULT_RETRY.baseDelayMs, options.retry?.maxDelayMs ?? DEFAULT_RETRY.maxDelayMs);
       call.stats!.retries++;
       options.onRetry?.({ what: `GET ${source}`, attempt, reason: `transfer cut after line ${linesDone}: ${failure.message}`, waitMs, retriesLeft: maxRetries - attempt + 1 });
-      await sleep(waitMs, options.signal);
+      await sleep(waitMs, options.signal).catch((err: unknown) => {
+        throw options.signal?.aborted ? interruptedError() : err;
+      });
     }
   }
 }

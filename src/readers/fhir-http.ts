@@ -67,7 +67,7 @@ function bodyText(body: unknown): string {
 
 /** Sort a failure into retryable (RetryableError) or final (CarepipeError SOURCE_FAILED). 401 is left to the caller. */
 export function classify(err: unknown, what: string, timeout?: AbortSignal, signal?: AbortSignal): Error {
-  if (signal?.aborted) return signal.reason as Error;
+  if (signal?.aborted) return interruptedError();
   if (err instanceof RetryableError || err instanceof CarepipeError) return err;
   const failure = failureOf(err);
   if (!failure) {
@@ -84,6 +84,11 @@ export function classify(err: unknown, what: string, timeout?: AbortSignal, sign
   return new CarepipeError('SOURCE_FAILED', `${what} answered HTTP ${status}${describeBody(bodyText(failure.body))}`, { url: what.replace(/^\w+ /, ''), status });
 }
 
+/** The run was stopped (SIGINT/SIGTERM) while a request or a wait was under way. */
+export function interruptedError(): CarepipeError {
+  return new CarepipeError('INTERRUPTED', 'interrupted while waiting for the FHIR server; every committed page is kept, run the same command again to resume');
+}
+
 /**
  * Run one server call with retries. `call` gets the Authorization header (or undefined) and an abort
  * signal covering one attempt. A 401 gets one token refresh, then counts as final.
@@ -96,27 +101,27 @@ export async function serverCall<T>(
 ): Promise<T> {
   const what = `${method} ${safeUrl(url)}`;
   const stats = options.stats;
-  return withRetry(
-    async () => {
-      let refreshed = false;
-      for (;;) {
-        const timeout = AbortSignal.timeout(options.timeoutMs ?? 30_000);
-        const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-        if (stats) stats.requests++;
-        try {
-          return await call(await options.auth.header(), signal);
-        } catch (err) {
-          const failure = failureOf(err);
-          if (failure?.status === 401 && !refreshed && (await options.auth.refresh())) {
-            refreshed = true;
-            if (stats) stats.tokenRefreshes++;
-            continue;
-          }
-          throw classify(err, what, timeout, options.signal);
+  const attempt = async (): Promise<T> => {
+    let refreshed = false;
+    for (;;) {
+      const timeout = AbortSignal.timeout(options.timeoutMs ?? 30_000);
+      const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+      if (stats) stats.requests++;
+      try {
+        return await call(await options.auth.header(), signal);
+      } catch (err) {
+        const failure = failureOf(err);
+        if (failure?.status === 401 && !refreshed && (await options.auth.refresh())) {
+          refreshed = true;
+          if (stats) stats.tokenRefreshes++;
+          continue;
         }
+        throw classify(err, what, timeout, options.signal);
       }
-    },
-    {
+    }
+  };
+  try {
+    return await withRetry(attempt, {
       ...options.retry,
       signal: options.signal,
       what,
@@ -124,6 +129,9 @@ export async function serverCall<T>(
         if (stats) stats.retries++;
         options.onRetry?.(event);
       },
-    },
-  );
+    });
+  } catch (err) {
+    // Stopped by SIGINT/SIGTERM during a request or a wait: a typed interruption, not a failure.
+    throw options.signal?.aborted ? interruptedError() : err;
+  }
 }
