@@ -34,6 +34,11 @@ describe('resolveSettings', () => {
     expect(resolveSettings({}, {}, '/cwd').dataDir).toBe('/cwd/.carepipe/db');
   });
 
+  it('keeps memory:// as the in-memory database rather than a folder of that name', () => {
+    expect(resolveSettings({ dataDir: 'memory://' }, {}, '/cwd').dataDir).toBe('memory://');
+    expect(resolveSettings({}, { CAREPIPE_DATA_DIR: 'memory://' }, '/cwd').dataDir).toBe('memory://');
+  });
+
   it('reads the language from --lang, then LANG', () => {
     expect(resolveSettings({}, { LANG: 'fr_FR.UTF-8' }, '/').lang).toBe('fr');
     expect(resolveSettings({ lang: 'en' }, { LANG: 'fr_FR.UTF-8' }, '/').lang).toBe('en');

@@ -105,7 +105,9 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
     throw new CarepipeError('CONFIG_INVALID', 'the database URL must start with postgres:// or postgresql://');
   }
   const home = path.resolve(cwd, str(env.CAREPIPE_HOME) ?? str(file.home) ?? '.carepipe');
-  const dataDir = path.resolve(cwd, flags.dataDir ?? str(env.CAREPIPE_DATA_DIR) ?? str(file.dataDir) ?? path.join(home, 'db'));
+  const givenDataDir = flags.dataDir ?? str(env.CAREPIPE_DATA_DIR) ?? str(file.dataDir) ?? path.join(home, 'db');
+  // `memory://` is the in-memory embedded database, not a folder name (MEMORY in db/connection.ts).
+  const dataDir = givenDataDir === 'memory://' ? givenDataDir : path.resolve(cwd, givenDataDir);
   const dbSchema = flags.dbSchema ?? str(env.CAREPIPE_DB_SCHEMA) ?? str(file.dbSchema);
   if (dbSchema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(dbSchema)) {
     throw new CarepipeError('CONFIG_INVALID', `schema name '${dbSchema}' must be lower-case letters, digits and _`);
