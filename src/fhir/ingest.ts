@@ -140,11 +140,12 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
   /** Commits a batch; a value Postgres refuses (a data exception) is found by halving and rejected alone. */
   async function commit(batch: Batch): Promise<void> {
     let outcome: Awaited<ReturnType<typeof write>>;
+    const rejectedBefore = ledger.counts.rejected;
     try {
       outcome = await transact((trx) => write(trx, batch));
     } catch (err) {
-      // rejectMany counted the rejects of the batch that rolled back; they are counted again on retry.
-      ledger.counts.rejected -= Math.min(ledger.counts.rejected, batch.rejects.length);
+      // rejectMany may have counted the rejects of the batch that rolled back; they count on retry.
+      ledger.counts.rejected = rejectedBefore;
       if (!isDataException(err) || batch.items.size === 0) throw err;
       if (batch.items.size === 1) {
         const [pending] = batch.items.values();
@@ -202,48 +203,12 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
   }
 
   let interrupted = false;
-  for await (const item of items) {
-    switch (item.kind) {
-      case 'resource': {
-        const key = { type: item.resource.resourceType, id: item.resource.id };
-        countsOf(key.type).read += 1;
-        // Two copies of one resource in a batch would meet in one INSERT: commit the first copy first.
-        if (batch.items.has(keyOf(key))) await flush();
-        const mapped = mapResource(item.resource, viewsByType.get(key.type) ?? []);
-        if (isMappingIssue(mapped)) {
-          batch.rejects.push({
-            type: key.type,
-            record: { ...originOf(item), recordKey: keyOf(key), field: mapped.field, reasonCode: mapped.reasonCode, message: mapped.message, raw: item.resource },
-          });
-        } else {
-          batch.items.set(keyOf(key), { kind: 'resource', key, mapped, origin: originOf(item) });
-        }
-        break;
-      }
-      case 'delete': {
-        const key = { type: item.resourceType, id: item.id };
-        countsOf(key.type).read += 1;
-        if (batch.items.has(keyOf(key))) await flush();
-        batch.items.set(keyOf(key), { kind: 'delete', key, origin: originOf(item) });
-        break;
-      }
-      case 'invalid':
-        countsOf(UNREADABLE).read += 1;
-        batch.rejects.push({
-          type: UNREADABLE,
-          record: { ...originOf(item), field: item.field, reasonCode: item.reasonCode, message: item.message, raw: item.raw },
-        });
-        break;
-      case 'checkpoint':
-        batch.checkpoints.push(item);
-        await flush();
-        break;
-    }
-    if (batch.items.size + batch.rejects.length >= batchSize) await flush();
-    if (options.signal?.aborted) {
-      interrupted = true;
-      break;
-    }
+  try {
+    await readAll();
+  } catch (err) {
+    // The reader stops with an AbortError when the signal fires: what was read still gets committed.
+    if (!options.signal?.aborted) throw err;
+    interrupted = true;
   }
   await flush();
   await inflight;
@@ -251,6 +216,52 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
   // A delete is a write for the ledger's totals; details keep it apart.
   ledger.add({ read: totals.read, written: totals.written + totals.deleted, unchanged: totals.unchanged });
   return { types, totals, checkpoints, interrupted };
+
+  async function readAll(): Promise<void> {
+    for await (const item of items) {
+      switch (item.kind) {
+        case 'resource': {
+          const key = { type: item.resource.resourceType, id: item.resource.id };
+          countsOf(key.type).read += 1;
+          // Two copies of one resource in a batch would meet in one INSERT: commit the first copy first.
+          if (batch.items.has(keyOf(key))) await flush();
+          const mapped = mapResource(item.resource, viewsByType.get(key.type) ?? []);
+          if (isMappingIssue(mapped)) {
+            batch.rejects.push({
+              type: key.type,
+              record: { ...originOf(item), recordKey: keyOf(key), field: mapped.field, reasonCode: mapped.reasonCode, message: mapped.message, raw: item.resource },
+            });
+          } else {
+            batch.items.set(keyOf(key), { kind: 'resource', key, mapped, origin: originOf(item) });
+          }
+          break;
+        }
+        case 'delete': {
+          const key = { type: item.resourceType, id: item.id };
+          countsOf(key.type).read += 1;
+          if (batch.items.has(keyOf(key))) await flush();
+          batch.items.set(keyOf(key), { kind: 'delete', key, origin: originOf(item) });
+          break;
+        }
+        case 'invalid':
+          countsOf(UNREADABLE).read += 1;
+          batch.rejects.push({
+            type: UNREADABLE,
+            record: { ...originOf(item), field: item.field, reasonCode: item.reasonCode, message: item.message, raw: item.raw },
+          });
+          break;
+        case 'checkpoint':
+          batch.checkpoints.push(item);
+          await flush();
+          break;
+      }
+      if (batch.items.size + batch.rejects.length >= batchSize) await flush();
+      if (options.signal?.aborted) {
+        interrupted = true;
+        return;
+      }
+    }
+  }
 }
 
 function keyOf(key: RecordKey): string {
