@@ -51,8 +51,13 @@ describe.each(MODES)('readFhirFiles (%s)', (_mode, modeOptions) => {
       'Observation/00000000-0000-4000-8000-000000000103',
     ]);
     expect(JSON.stringify(resources(items))).not.toContain('urn:uuid:');
-    const first = items[0] as FhirItem & { kind: 'resource' };
-    expect(first).toMatchObject({ source: 'fixtures/fhir/sample/transaction-bundle.json', entry: 0 });
+    // Every entry once, with its index; streamed, those pointing forward come after the last entry.
+    const indexes = items.flatMap((i) => (i.kind === 'resource' ? [i.entry] : []));
+    expect([...indexes].sort((a, b) => a! - b!)).toEqual(bundle.entry.map((_: unknown, i: number) => i));
+    expect(items.find((i) => i.kind === 'resource' && i.resource.id === '00000000-0000-4000-8000-000000000100')).toMatchObject({
+      source: 'fixtures/fhir/sample/transaction-bundle.json',
+      entry: 0,
+    });
     expect(items.at(-1)).toEqual({
       kind: 'checkpoint',
       source: 'fixtures/fhir/sample/transaction-bundle.json',

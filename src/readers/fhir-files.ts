@@ -7,8 +7,9 @@
  * - Memory stays flat: ndjson is read line by line, a large Bundle entry by entry (json-stream.ts);
  *   files up to `memoryLimit` bytes are parsed whole, which is several times faster.
  * - `urn:uuid:` fullUrls of a Bundle are resolved to `Type/id` in every `reference` of every resource
- *   of that Bundle. References may point forward, so a large Bundle that contains `urn:uuid:` is read
- *   twice: once to collect fullUrl → Type/id, once to yield. stdin is spooled to a temporary file.
+ *   of that Bundle. References may point forward: a streamed Bundle's entries that point to a fullUrl
+ *   not seen yet are spilled to a temporary file and yielded after the last entry (with their own
+ *   entry index), so memory holds only the fullUrl → Type/id map. stdin is spooled to a temporary file.
  *   An entry without `id` whose fullUrl is `urn:uuid:X` gets the id X (what a server would assign).
  * - Entries with `request.method = DELETE` yield `delete` items.
  * - Bad records yield `invalid` items (file, line or entry, reasonCode, field, raw) and reading goes on.
@@ -16,6 +17,7 @@
  *   `skip(fingerprint)` lets the caller pass over files it already loaded (fingerprinted before reading).
  */
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -75,6 +77,9 @@ const URN_UUID = /^urn:uuid:([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-
 const URN_UUID_BYTES = Buffer.from('urn:uuid:');
 
 type Json = Record<string, unknown>;
+
+/** An entry to read again once the whole Bundle has been seen. */
+const DEFER = Symbol('defer');
 
 /** Reads every input in order; throws CarepipeError INPUT_NOT_FOUND before reading when one is missing. */
 export async function* readFhirFiles(inputs: readonly string[], options: ReadFhirFilesOptions = {}): AsyncGenerator<FhirItem> {
@@ -252,36 +257,44 @@ class ContentReader {
     } catch (err) {
       return this.invalid({ line }, 'INVALID_JSON', `invalid JSON: ${(err as Error).message}`, undefined, text);
     }
-    return this.resourceItem(value, { line }, undefined);
+    return this.resourceItem(value, { line }, undefined) as FhirItem;
   }
 
-  /** Streams one or more top-level JSON values; Bundles entry by entry. */
+  /**
+   * Streams one or more top-level JSON values; Bundles entry by entry, in one pass. An entry whose
+   * urn:uuid reference is not yet known (it points forward) is spilled to a temporary file and read
+   * again at the end of the file, when every fullUrl is known: memory holds only fullUrl → Type/id.
+   */
   private async *streamDocument(): AsyncGenerator<FhirItem> {
     const signal = this.options.signal;
-    let refs: Map<string, string> | undefined;
-    if (this.scan.mayHaveUrnUuid) {
-      // First pass: every urn:uuid fullUrl of every Bundle, so that references can point forward.
-      refs = new Map();
-      for await (const event of jsonEvents(this.open(), { signal })) {
-        if (event.type === 'entry') collectReference(event.entry, refs);
-      }
-    }
-    for await (const event of jsonEvents(this.open(), { lossless: this.lossless, signal })) {
-      switch (event.type) {
-        case 'entry': {
-          const item = this.entryItem(event.entry, event.index, refs);
-          if (item) yield item;
-          break;
+    const refs = this.scan.mayHaveUrnUuid ? new Map<string, string>() : undefined;
+    const spill = new Spill(this.lossless);
+    try {
+      for await (const event of jsonEvents(this.open(), { lossless: this.lossless, signal })) {
+        switch (event.type) {
+          case 'entry': {
+            if (refs) collectReference(event.entry, refs);
+            const item = this.entryItem(event.entry, event.index, refs, true);
+            if (item === DEFER) await spill.write(event.index, event.entry);
+            else if (item) yield item;
+            break;
+          }
+          case 'value':
+            yield* this.documentItems(event.value, {});
+            break;
+          case 'error':
+            yield this.invalid(event.entry !== undefined ? { entry: event.entry } : {}, 'INVALID_JSON', `invalid JSON: ${event.message}`);
+            break;
+          case 'bundleEnd':
+            break;
         }
-        case 'value':
-          yield* this.documentItems(event.value, {});
-          break;
-        case 'error':
-          yield this.invalid(event.entry !== undefined ? { entry: event.entry } : {}, 'INVALID_JSON', `invalid JSON: ${event.message}`);
-          break;
-        case 'bundleEnd':
-          break;
       }
+      for await (const { index, entry } of spill.entries(this.parse)) {
+        const item = this.entryItem(entry, index, refs, false);
+        if (item && item !== DEFER) yield item;
+      }
+    } finally {
+      await spill.remove();
     }
   }
 
@@ -294,34 +307,35 @@ class ContentReader {
         for (const entry of value.entry) collectReference(entry, refs);
       }
       for (let i = 0; i < value.entry.length; i++) {
-        const item = this.entryItem(value.entry[i], i, refs);
+        const item = this.entryItem(value.entry[i], i, refs) as FhirItem | undefined;
         if (item) yield item;
       }
       return;
     }
-    yield this.resourceItem(value, origin, undefined);
+    yield this.resourceItem(value, origin, undefined) as FhirItem;
   }
 
   /** The item of one Bundle entry; undefined for an entry with neither resource nor DELETE (a response). */
-  private entryItem(entry: unknown, index: number, refs: Map<string, string> | undefined): FhirItem | undefined {
+  private entryItem(entry: unknown, index: number, refs: Map<string, string> | undefined, defer = false): FhirItem | undefined | typeof DEFER {
     const origin = { entry: index };
     if (!isObject(entry)) return this.invalid(origin, 'NOT_A_RESOURCE', 'a Bundle entry must be a JSON object', undefined, this.raw(entry));
     const request = isObject(entry.request) ? entry.request : undefined;
-    if (typeof request?.method === 'string' && request.method.toUpperCase() === 'DELETE') return this.deleteItem(request.url, origin, refs);
+    if (typeof request?.method === 'string' && request.method.toUpperCase() === 'DELETE') return this.deleteItem(request.url, origin, refs, defer);
     if (entry.resource === undefined) return undefined;
     const resource = entry.resource;
     if (isObject(resource) && resource.id === undefined && typeof entry.fullUrl === 'string') {
       const uuid = URN_UUID.exec(entry.fullUrl)?.[1];
       if (uuid) resource.id = uuid;
     }
-    return this.resourceItem(resource, origin, refs);
+    return this.resourceItem(resource, origin, refs, defer);
   }
 
-  private deleteItem(url: unknown, origin: Partial<Origin>, refs: Map<string, string> | undefined): FhirItem {
+  private deleteItem(url: unknown, origin: Partial<Origin>, refs: Map<string, string> | undefined, defer: boolean): FhirItem | typeof DEFER {
     if (typeof url !== 'string') return this.invalid(origin, 'UNSUPPORTED_DELETE', 'a DELETE entry needs request.url', 'request.url');
     let target = url;
     if (url.startsWith('urn:uuid:')) {
       const resolved = refs?.get(url);
+      if (!resolved && defer) return DEFER;
       if (!resolved) return this.invalid(origin, 'UNRESOLVED_REFERENCE', `DELETE ${url} is not the fullUrl of any entry`, 'request.url', url);
       target = resolved;
     }
@@ -334,7 +348,7 @@ class ContentReader {
   }
 
   /** Checks a parsed value is a resource, and resolves its urn:uuid references when in a Bundle. */
-  private resourceItem(value: unknown, origin: Partial<Origin>, refs: Map<string, string> | undefined): FhirItem {
+  private resourceItem(value: unknown, origin: Partial<Origin>, refs: Map<string, string> | undefined, defer = false): FhirItem | typeof DEFER {
     if (!isObject(value)) {
       return this.invalid(origin, 'NOT_A_RESOURCE', `expected a FHIR resource (a JSON object), got ${Array.isArray(value) ? 'an array' : typeof value}`, undefined, this.raw(value));
     }
@@ -351,6 +365,8 @@ class ContentReader {
     if (resourceType !== 'Bundle' && (refs !== undefined || this.scan.mayHaveUrnUuid)) {
       const unresolved: string[] = [];
       resolveReferences(value, refs, '', unresolved);
+      // Resolved references are rewritten in place, so the spilled copy only lacks the forward ones.
+      if (unresolved.length > 0 && defer) return DEFER;
       if (unresolved.length > 0) {
         return this.invalid(
           origin,
@@ -383,6 +399,40 @@ class ContentReader {
     } catch {
       return String(value);
     }
+  }
+}
+
+/** Bundle entries set aside on disk, as ndjson of `{index, entry}`; the file exists only once written to. */
+class Spill {
+  private dir: string | undefined;
+  private file: string | undefined;
+  private out: import('node:fs').WriteStream | undefined;
+
+  constructor(private readonly lossless: boolean) {}
+
+  async write(index: number, entry: unknown): Promise<void> {
+    if (!this.out) {
+      this.dir = await mkdtemp(path.join(os.tmpdir(), 'carepipe-spill-'));
+      this.file = path.join(this.dir, 'entries.ndjson');
+      this.out = createWriteStream(this.file);
+    }
+    const line = `${this.lossless ? stringifyLossless({ index, entry }) : JSON.stringify({ index, entry })}\n`;
+    if (!this.out.write(line)) await once(this.out, 'drain');
+  }
+
+  async *entries(parse: (text: string) => unknown): AsyncGenerator<{ index: number; entry: unknown }> {
+    if (!this.out || !this.file) return;
+    const out = this.out;
+    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    for await (const { text } of readLines(createReadStream(this.file))) {
+      const { index, entry } = parse(text) as { index: unknown; entry: unknown };
+      yield { index: Number(index), entry };
+    }
+  }
+
+  async remove(): Promise<void> {
+    this.out?.destroy();
+    if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 }
 
@@ -434,7 +484,15 @@ function collectReference(entry: unknown, refs: Map<string, string>): void {
   const resource = entry.resource;
   if (!isObject(resource) || typeof resource.resourceType !== 'string') return;
   const id = typeof resource.id === 'string' ? resource.id : URN_UUID.exec(entry.fullUrl)?.[1];
-  if (id) refs.set(entry.fullUrl, `${resource.resourceType}/${id}`);
+  if (id) refs.set(copyString(entry.fullUrl), copyString(`${resource.resourceType}/${id}`));
+}
+
+/**
+ * A string that shares no memory with the one given. Strings cut from a streamed chunk keep the whole
+ * chunk alive; the fullUrl map lives as long as the Bundle, so it must not hold every chunk of it.
+ */
+function copyString(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
 }
 
 /** Rewrites every `reference: "urn:uuid:…"` found in refs; collects the paths of those not found. */

@@ -1,0 +1,183 @@
+import { describe, expect, it } from 'vitest';
+import type { Knex } from 'knex';
+import { BACKENDS, useTestDatabase } from '../../test/helpers/db.js';
+import { attachHistory, diffRow, ensureHistory, rowHistory } from './history.js';
+import { migrateLatest, migrateRollback } from './migrations.js';
+import { RunLedger } from './ledger.js';
+import { inRunTransaction } from './transaction.js';
+
+function resourceRow(id: string, family: string, runId?: number) {
+  const resource = { resourceType: 'Patient', id, name: [{ family }] };
+  return {
+    resource_type: 'Patient',
+    id,
+    resource: JSON.stringify(resource),
+    content_hash: family,
+    source: 'test.ndjson',
+    run_id: runId ?? null,
+  };
+}
+
+async function history(knex: Knex, table: string) {
+  return knex('row_history').where({ table_name: table }).orderBy('id').select('row_key', 'operation', 'before', 'after', 'run_id');
+}
+
+for (const backend of BACKENDS) {
+  describe(`row history on ${backend}`, () => {
+    const ctx = useTestDatabase(backend);
+
+    it('the migration attaches fhir_resources by its primary key', async () => {
+      const row = await ctx.db.knex('row_history_tables').where({ table_name: 'fhir_resources' }).first();
+      expect(row.key_columns).toEqual(['resource_type', 'id']);
+    });
+
+    it('records insert, update and delete with the row before and after and the run id', async () => {
+      const { knex } = ctx.db;
+      const ledger = await RunLedger.start(knex, { command: 'ingest-fhir', args: ['a.ndjson'], user: 'alice' });
+      await inRunTransaction(knex, ledger, async (trx) => {
+        await trx('fhir_resources').insert([resourceRow('p1', 'Smith'), resourceRow('p2', 'Jones')]);
+      });
+      const second = await RunLedger.start(knex, { command: 'ingest-fhir', args: ['b.ndjson'], user: 'bob' });
+      await inRunTransaction(knex, second, async (trx) => {
+        await trx('fhir_resources')
+          .where({ resource_type: 'Patient', id: 'p1' })
+          .update({ resource: JSON.stringify({ resourceType: 'Patient', id: 'p1', name: [{ family: 'Smyth' }] }), content_hash: 'Smyth' });
+        await trx('fhir_resources').where({ resource_type: 'Patient', id: 'p2' }).delete();
+      });
+
+      const rows = await history(knex, 'fhir_resources');
+      expect(rows.map((r) => [r.row_key, r.operation, r.run_id])).toEqual([
+        ['Patient/p1', 'I', ledger.id],
+        ['Patient/p2', 'I', ledger.id],
+        ['Patient/p1', 'U', second.id],
+        ['Patient/p2', 'D', second.id],
+      ]);
+      expect(rows[0].before).toBeNull();
+      expect(rows[0].after.resource.name[0].family).toBe('Smith');
+      expect(rows[2].before.resource.name[0].family).toBe('Smith');
+      expect(rows[2].after.resource.name[0].family).toBe('Smyth');
+      expect(rows[3].before.id).toBe('p2');
+      expect(rows[3].after).toBeNull();
+
+      const changes = await rowHistory(knex, 'fhir_resources', 'Patient/p1');
+      expect(changes.map((c) => [c.operation, c.run_command, c.run_user])).toEqual([
+        ['I', 'ingest-fhir', 'alice'],
+        ['U', 'ingest-fhir', 'bob'],
+      ]);
+      expect(diffRow(changes[1]!.before, changes[1]!.after)).toEqual([
+        { path: 'resource.name[0].family', before: 'Smith', after: 'Smyth' },
+        { path: 'content_hash', before: 'Smith', after: 'Smyth' },
+      ]);
+    });
+
+    it('a batch that rolls back leaves neither rows nor history', async () => {
+      const { knex } = ctx.db;
+      const ledger = await RunLedger.start(knex, { command: 'ingest-fhir', args: [], user: 'alice' });
+      await expect(
+        inRunTransaction(knex, ledger, async (trx) => {
+          await trx('fhir_resources').insert(resourceRow('p1', 'Smith'));
+          // the second copy of the same key fails the batch
+          await trx('fhir_resources').insert(resourceRow('p1', 'Smith'));
+        }),
+      ).rejects.toThrow(/duplicate key/);
+      expect(await knex('fhir_resources').count({ n: '*' }).first()).toEqual({ n: 0 });
+      expect(await history(knex, 'fhir_resources')).toEqual([]);
+    });
+
+    it('an upsert records inserted and changed rows and nothing for rows it leaves as they were', async () => {
+      const { knex } = ctx.db;
+      const upsert = (trx: Knex, rows: ReturnType<typeof resourceRow>[]) =>
+        trx('fhir_resources').insert(rows).onConflict(['resource_type', 'id']).merge(['resource', 'content_hash']);
+      const first = await RunLedger.start(knex, { command: 'ingest-fhir', args: [], user: 'alice' });
+      await inRunTransaction(knex, first, (trx) => upsert(trx, [resourceRow('p1', 'Smith'), resourceRow('p2', 'Jones')]));
+      const second = await RunLedger.start(knex, { command: 'ingest-fhir', args: [], user: 'alice' });
+      // p1 unchanged (written again as it was), p2 changed, p3 new
+      await inRunTransaction(knex, second, (trx) =>
+        upsert(trx, [resourceRow('p1', 'Smith'), resourceRow('p2', 'Jonas'), resourceRow('p3', 'Brown')]),
+      );
+      const rows = await history(knex, 'fhir_resources');
+      // one statement fires its update and insert triggers in an order of Postgres's choosing
+      expect(rows.map((r) => [r.row_key, r.operation, r.run_id]).sort()).toEqual([
+        ['Patient/p1', 'I', first.id],
+        ['Patient/p2', 'I', first.id],
+        ['Patient/p2', 'U', second.id],
+        ['Patient/p3', 'I', second.id],
+      ]);
+    });
+
+    it('a change outside a run is recorded with no run id and the database user', async () => {
+      const { knex } = ctx.db;
+      await knex('fhir_resources').insert(resourceRow('p1', 'Smith'));
+      const [row] = await knex('row_history').select('run_id', 'db_user', 'changed_at');
+      expect(row.run_id).toBeNull();
+      const user = await knex.raw('select current_user as u');
+      expect(row.db_user).toBe(user.rows[0].u);
+      expect(row.changed_at).toBeInstanceOf(Date);
+    });
+
+    it('records a flat table keyed by resource, whose key is not unique, and attaching again records once', async () => {
+      const { knex } = ctx.db;
+      await knex.schema.createTable('observation_flat', (t) => {
+        t.text('_resource_type').notNullable();
+        t.text('_resource_id').notNullable();
+        t.text('code');
+        t.text('value');
+      });
+      // as ingest-fhir does for a --view table it creates: keyed by the bookkeeping columns
+      expect(await ensureHistory(knex, 'observation_flat')).toBe(true);
+      expect(await ensureHistory(knex, 'observation_flat')).toBe(false);
+      await attachHistory(knex, 'observation_flat', ['_resource_type', '_resource_id']);
+      const ledger = await RunLedger.start(knex, { command: 'ingest-fhir', args: [], user: 'alice' });
+      await inRunTransaction(knex, ledger, async (trx) => {
+        await trx('observation_flat').insert([
+          { _resource_type: 'Observation', _resource_id: 'o1', code: 'systolic', value: '120' },
+          { _resource_type: 'Observation', _resource_id: 'o1', code: 'diastolic', value: '80' },
+        ]);
+        await trx('observation_flat').where({ _resource_id: 'o1', code: 'diastolic' }).update({ value: '85' });
+        // same value again: no change
+        await trx('observation_flat').where({ _resource_id: 'o1', code: 'systolic' }).update({ value: '120' });
+      });
+      const rows = await history(knex, 'observation_flat');
+      expect(rows.map((r) => [r.row_key, r.operation, r.before?.value ?? null, r.after?.value ?? null])).toEqual([
+        ['Observation/o1', 'I', null, '120'],
+        ['Observation/o1', 'I', null, '80'],
+        ['Observation/o1', 'U', '80', '85'],
+      ]);
+      expect(rows.every((r) => r.run_id === ledger.id)).toBe(true);
+    });
+
+    it('the migration attaches whichever clinical and flat tables exist when it runs', async () => {
+      const { knex } = ctx.db;
+      // roll back (the history migrations with the rest of their batch), add tables that other
+      // migrations would make, migrate again
+      while (((await knex('knex_migrations').pluck('name')) as string[]).some((n) => n >= '20261123_600')) await migrateRollback(ctx.db);
+      expect((await knex.raw(`select to_regclass('row_history')::text as t`)).rows[0].t).toBeNull();
+      await knex.schema.createTable('patients', (t) => {
+        t.text('source').notNullable();
+        t.text('patient_id').notNullable();
+        t.primary(['source', 'patient_id']);
+      });
+      await knex.schema.createTable('encounter', (t) => {
+        t.text('_resource_type').notNullable();
+        t.text('_resource_id').notNullable();
+        t.text('status');
+      });
+      await migrateLatest(ctx.db);
+      const attached = await knex('row_history_tables').orderBy('table_name').select('table_name', 'key_columns');
+      expect(attached).toEqual([
+        { table_name: 'encounter', key_columns: ['_resource_type', '_resource_id'] },
+        { table_name: 'fhir_resources', key_columns: ['resource_type', 'id'] },
+        { table_name: 'patients', key_columns: ['source', 'patient_id'] },
+      ]);
+      await knex('patients').insert({ source: 'clinic-a', patient_id: '42' });
+      expect(await knex('row_history').select('table_name', 'row_key', 'operation')).toEqual([
+        { table_name: 'patients', row_key: 'clinic-a/42', operation: 'I' },
+      ]);
+    });
+
+    it('refuses a key with the wrong number of parts, naming the key columns', async () => {
+      await expect(rowHistory(ctx.db.knex, 'fhir_resources', 'p1')).rejects.toThrow(/the key of fhir_resources is resource_type\/id/);
+      await expect(rowHistory(ctx.db.knex, 'no_such_table', 'x')).rejects.toThrow(/no_such_table has no row history; tables with history: fhir_resources/);
+    });
+  });
+}

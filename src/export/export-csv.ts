@@ -1,0 +1,394 @@
+/**
+ * `carepipe export-csv`: a declared table, view or computed source, or a ViewDefinition evaluated over
+ * the stored FHIR resources, streamed through a cursor to CSV with the chosen profile applied.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Writable } from 'node:stream';
+import type { Knex } from 'knex';
+import { parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
+import { CarepipeError, isCarepipeError } from '../errors.js';
+import type { RunLedger } from '../db/ledger.js';
+import type { Reporter } from '../cli/output.js';
+import { compileView, type CompiledView } from '../fhir/view/index.js';
+import { guardFormula, writeCsv, writeFileAtomically, type Cell, type CsvFormat } from '../writers/csv.js';
+import { formatPgText, type ValueKind } from './format.js';
+import { applyProfile, type Profile, type ProfiledColumn } from './profile.js';
+import { buildSelect, parseCondition, ReadTransaction, userErrorFromDatabase, type Condition, type Field, type SqlQuery } from './query.js';
+import { loadSources } from './sources.js';
+import type { ExportParams, SourceDeclaration, Treatment } from './treatments.js';
+import { researchTreatments } from './view-tags.js';
+
+export interface ExportCsvOptions {
+  /** A declared source name, or undefined with `view`. */
+  source?: string;
+  /** A ViewDefinition file evaluated over fhir_resources. */
+  view?: string;
+  /** Output file; stdout when undefined. */
+  output?: string;
+  where: string[];
+  since?: string;
+  columns?: string[];
+  profile: Profile;
+  pseudonymKey?: string;
+  format: CsvFormat;
+  formulaGuard: boolean;
+  timezone: string;
+  /** Parameters of a computed source (--by --period --from --to). */
+  params: ExportParams;
+  chart?: string;
+  /** Rows per FETCH. */
+  batchSize?: number;
+  /** Where views/*.json are (tests). */
+  viewsDir?: string;
+}
+
+export interface ExportCsvDeps {
+  knex: Knex;
+  reporter: Reporter;
+  ledger: RunLedger;
+  stdout: Writable;
+  signal: AbortSignal;
+  cwd: string;
+  now: () => Date;
+  /** More declarations than the shipped ones (tests declare a computed source of their own). */
+  extraSources?: SourceDeclaration[];
+}
+
+export interface ExportCsvResult {
+  source: string;
+  profile: Profile;
+  rows: number;
+  columns: string[];
+  output: string;
+  chart?: string;
+}
+
+/** A column as read, with its declared treatment. */
+interface ReadColumn extends Field {
+  treatment?: Treatment;
+}
+
+const DEFAULT_BATCH = 2_000;
+
+function usage(message: string, context = {}): CarepipeError {
+  return new CarepipeError('USAGE', message, context);
+}
+
+/** Chooses and orders columns with --columns; every name must exist. */
+function chooseColumns<T extends { name: string }>(all: T[], wanted: string[] | undefined, source: string): T[] {
+  if (!wanted || wanted.length === 0) return all;
+  const byName = new Map(all.map((c) => [c.name, c]));
+  return wanted.map((name) => {
+    const column = byName.get(name);
+    if (!column) throw usage(`${source} has no column '${name}' (it has: ${all.map((c) => c.name).join(', ')})`, { field: name });
+    return column;
+  });
+}
+
+/**
+ * Checks --columns and --where against the research profile: a researcher cannot ask for a dropped
+ * column, nor filter on a column that is not kept as it is (filtering on an NHS number or a birth date
+ * would reveal whether that person is in the data).
+ */
+function checkResearchFlags(columns: ReadColumn[], chosen: string[] | undefined, conditions: Condition[], source: string): void {
+  const treatment = new Map(columns.map((c) => [c.name, c.treatment]));
+  for (const name of chosen ?? []) {
+    if (treatment.get(name) === 'drop') throw usage(`${source}: column '${name}' is dropped by the research profile`, { field: name });
+  }
+  for (const condition of conditions) {
+    const t = treatment.get(condition.column);
+    if (t !== 'keep') {
+      throw usage(`${source}: the research profile filters only on columns kept as they are; '${condition.column}' is ${t ?? 'undeclared'}`, {
+        field: condition.column,
+      });
+    }
+  }
+}
+
+/** Turns rows read into cells: formatted, profiled, guarded against formulas. */
+function cellMaker(profiled: ProfiledColumn[], kinds: ValueKind[], formulaGuard: boolean, formatted: boolean) {
+  const plan = profiled.map((p) => ({
+    index: p.index,
+    kind: kinds[p.index]!,
+    transform: p.transform,
+    guard: formulaGuard && kinds[p.index] !== 'number',
+  }));
+  return (row: readonly unknown[]): Cell[] =>
+    plan.map(({ index, kind, transform, guard }) => {
+      const value = row[index];
+      if (value === null || value === undefined) return null;
+      let cell = formatted ? (value as string) : formatPgText(value as string, kind);
+      if (transform) cell = transform(cell);
+      return guard ? guardFormula(cell) : cell;
+    });
+}
+
+/** Progress on the reporter: rows and rate. */
+function progressCounter(reporter: Reporter, label: string) {
+  const started = Date.now();
+  let rows = 0;
+  return {
+    add(n: number) {
+      rows += n;
+      const seconds = (Date.now() - started) / 1000;
+      const rate = seconds > 0 ? Math.round(rows / seconds) : 0;
+      reporter.progress(`${label}: ${rows.toLocaleString('en')} rows, ${rate.toLocaleString('en')} rows/s`, { rows, rate });
+    },
+    get rows() {
+      return rows;
+    },
+  };
+}
+
+async function writeOut(rows: AsyncIterable<Cell[]>, header: string[], options: ExportCsvOptions, deps: ExportCsvDeps): Promise<string> {
+  const csv = { ...options.format, signal: deps.signal };
+  if (!options.output) {
+    await writeCsv(rows, header, deps.stdout, csv);
+    return 'stdout';
+  }
+  const file = path.resolve(deps.cwd, options.output);
+  await writeFileAtomically(file, (out) => writeCsv(rows, header, out, csv));
+  return file;
+}
+
+export async function runExportCsv(options: ExportCsvOptions, deps: ExportCsvDeps): Promise<ExportCsvResult> {
+  const conditions = options.where.map(parseCondition);
+  const result = options.view ? await exportView(options, conditions, deps) : await exportSource(options, conditions, deps);
+  deps.ledger.add({ written: result.rows });
+  Object.assign(deps.ledger.details, {
+    source: result.source,
+    profile: result.profile,
+    rows: result.rows,
+    output: result.output,
+    columns: result.columns,
+    ...(result.chart ? { chart: result.chart } : {}),
+  });
+  return result;
+}
+
+async function exportSource(options: ExportCsvOptions, conditions: Condition[], deps: ExportCsvDeps): Promise<ExportCsvResult> {
+  const sources = await loadSources({ viewsDir: options.viewsDir });
+  for (const extra of deps.extraSources ?? []) sources.set(extra.name, extra);
+  const name = options.source!;
+  const declaration = sources.get(name);
+  if (!declaration) {
+    throw new CarepipeError('SOURCE_UNKNOWN', `unknown source '${name}'; carepipe export-csv --list shows them (${[...sources.keys()].join(', ')})`);
+  }
+  const computed = typeof declaration.query === 'function';
+  const params: ExportParams = { ...options.params, now: deps.now() };
+  const given = (['by', 'period', 'from', 'to'] as const).filter((k) => options.params[k] !== undefined);
+  if (!computed && given.length > 0) throw usage(`--${given[0]} applies to computed sources only; ${name} is a table`);
+  if (options.chart && !declaration.chart) throw usage(`${name} draws no chart (--chart)`);
+  const inner: SqlQuery = computed ? declaration.query!(params) : { sql: 'select * from ??', bindings: [declaration.relation ?? name] };
+
+  deps.reporter.start(`export-csv ${name}`);
+  const read = await ReadTransaction.begin(deps.knex, { timezone: options.timezone });
+  let ok = false;
+  let outcome: Omit<ExportCsvResult, 'chart'>;
+  try {
+    const fields = await read.describe(inner).catch((err) => {
+      throw userErrorFromDatabase(err, { source: name }) ?? err;
+    });
+    const columns = orderColumns(fields, declaration);
+    const chosen = chooseColumns(columns, options.columns, name);
+    if (options.profile === 'research') checkResearchFlags(columns, options.columns, conditions, name);
+    const profiled = applyProfile(chosen, { profile: options.profile, pseudonymKey: options.pseudonymKey, source: name });
+    const known = new Set(fields.map((f) => f.name));
+    for (const c of conditions) {
+      if (!known.has(c.column)) throw usage(`--where: ${name} has no column '${c.column}' (it has: ${[...known].join(', ')})`, { field: c.column });
+    }
+    let since: { column: string; value: string } | undefined;
+    if (options.since !== undefined) {
+      const column = declaration.lastUpdatedColumn;
+      if (!column || !known.has(column)) throw usage(`--since: ${name} has no last-updated column`);
+      since = { column, value: options.since };
+    }
+    const orderBy = computed ? [] : await read.primaryKey(declaration.relation ?? name);
+    const select = buildSelect({ inner, columns: chosen, conditions, since, orderBy });
+    const toCells = cellMaker(profiled, chosen.map((c) => c.kind), options.formulaGuard, false);
+    const progress = progressCounter(deps.reporter, name);
+    const batchSize = options.batchSize ?? DEFAULT_BATCH;
+    async function* rows(): AsyncGenerator<Cell[]> {
+      try {
+        for await (const batch of read.batches(select, batchSize)) {
+          for (const row of batch) yield toCells(row);
+          progress.add(batch.length);
+          deps.ledger.add({ read: batch.length });
+        }
+      } catch (err) {
+        throw userErrorFromDatabase(err, { source: name }) ?? err;
+      }
+    }
+    const header = profiled.map((p) => p.name);
+    const output = await writeOut(rows(), header, options, deps);
+    outcome = { source: name, profile: options.profile, rows: progress.rows, columns: header, output };
+    ok = true;
+  } finally {
+    await read.end(ok);
+  }
+  if (options.chart) {
+    const file = path.resolve(deps.cwd, options.chart);
+    await declaration.chart!(deps.knex, params, file);
+    return { ...outcome, chart: file };
+  }
+  return outcome;
+}
+
+/** Declared columns in declared order, then any the declaration does not know (treatment undefined). */
+function orderColumns(fields: Field[], declaration: SourceDeclaration): ReadColumn[] {
+  const byName = new Map(fields.map((f) => [f.name, f]));
+  const declared = Object.keys(declaration.columns);
+  const out: ReadColumn[] = [];
+  for (const name of declared) {
+    const field = byName.get(name);
+    if (field) out.push({ ...field, treatment: declaration.columns[name] });
+  }
+  for (const field of fields) {
+    if (!(field.name in declaration.columns)) out.push({ ...field });
+  }
+  return out;
+}
+
+/** A view value as a cell (see format.ts): the engine already gives typed JS values. */
+function viewCell(value: unknown, collection: boolean): string | null {
+  if (value === null || value === undefined) return null;
+  if (collection) return stringifyLossless(value) ?? null;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'boolean' || typeof value === 'number') return String(value);
+  if (Buffer.isBuffer(value)) return `\\x${value.toString('hex')}`;
+  return stringifyLossless(value) ?? null;
+}
+
+function readView(file: string): { definition: unknown; view: CompiledView } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CarepipeError('INPUT_NOT_FOUND', `cannot read view ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file });
+  }
+  let definition: unknown;
+  try {
+    definition = JSON.parse(text);
+  } catch (err) {
+    throw new CarepipeError('VIEW_INVALID', `not JSON: ${(err as Error).message}`, { file });
+  }
+  return { definition, view: compileView(definition, { source: file }) };
+}
+
+/** JS-side `--where` on view columns, on the cell text: numbers compare as numbers, the rest as text. */
+function viewFilter(conditions: Condition[], columns: { name: string; kind: ValueKind }[], source: string) {
+  const tests = conditions.map((c) => {
+    const index = columns.findIndex((col) => col.name === c.column);
+    if (index < 0) throw usage(`--where: ${source} has no column '${c.column}' (it has: ${columns.map((col) => col.name).join(', ')})`, { field: c.column });
+    const numeric = columns[index]!.kind === 'number';
+    const wanted = numeric ? Number(c.value) : c.value;
+    if (numeric && Number.isNaN(wanted)) throw usage(`--where ${c.column}: '${c.value}' is not a number`, { field: c.column });
+    return (cells: (string | null)[]): boolean => {
+      const cell = cells[index];
+      if (cell === null || cell === undefined) return false;
+      const have = numeric ? Number(cell) : cell;
+      switch (c.operator) {
+        case '=':
+          return have === wanted;
+        case '!=':
+          return have !== wanted;
+        case '<':
+          return have < wanted;
+        case '<=':
+          return have <= wanted;
+        case '>':
+          return have > wanted;
+        case '>=':
+          return have >= wanted;
+      }
+    };
+  });
+  return (cells: (string | null)[]) => tests.every((test) => test(cells));
+}
+
+async function exportView(options: ExportCsvOptions, conditions: Condition[], deps: ExportCsvDeps): Promise<ExportCsvResult> {
+  const file = path.resolve(deps.cwd, options.view!);
+  const { definition, view } = readView(file);
+  if (options.chart || (['by', 'period', 'from', 'to'] as const).some((k) => options.params[k] !== undefined)) {
+    throw usage('--by, --period, --from, --to and --chart apply to computed sources, not to --view');
+  }
+  const treatments = researchTreatments(definition, file);
+  const all: (ReadColumn & { collection: boolean })[] = view.columns.map((c) => ({
+    name: c.name,
+    oid: 0,
+    kind: c.collection ? 'json' : c.sqlType === 'integer' || c.sqlType === 'bigint' ? 'number' : c.sqlType === 'boolean' ? 'boolean' : 'text',
+    treatment: treatments.get(c.name),
+    collection: c.collection,
+  }));
+  const label = path.basename(file);
+  const chosen = chooseColumns(all, options.columns, label);
+  if (options.profile === 'research') checkResearchFlags(all, options.columns, conditions, label);
+  const profiled = applyProfile(chosen, { profile: options.profile, pseudonymKey: options.pseudonymKey, source: label });
+  // Filters see every column of the view, before the profile changes or drops any.
+  const keep = viewFilter(conditions, all, label);
+  const toCells = cellMaker(
+    profiled.map((p) => ({ ...p, index: all.indexOf(chosen[p.index]!) })),
+    all.map((c) => c.kind),
+    options.formulaGuard,
+    true,
+  );
+  const select: SqlQuery = {
+    sql:
+      'select id, resource::text from fhir_resources where resource_type = ? and not deleted' +
+      (options.since !== undefined ? ' and last_updated >= ?::timestamptz' : '') +
+      ' order by resource_type, id',
+    bindings: options.since !== undefined ? [view.resource, options.since] : [view.resource],
+  };
+
+  deps.reporter.start(`export-csv ${label}`);
+  const read = await ReadTransaction.begin(deps.knex, { timezone: options.timezone });
+  let ok = false;
+  try {
+    const progress = progressCounter(deps.reporter, label);
+    const batchSize = options.batchSize ?? DEFAULT_BATCH;
+    async function* rows(): AsyncGenerator<Cell[]> {
+      try {
+        for await (const batch of read.batches(select, batchSize)) {
+          deps.ledger.add({ read: batch.length });
+          let written = 0;
+          for (const [id, text] of batch) {
+            let viewRows: Record<string, unknown>[];
+            try {
+              viewRows = view.evaluate(parseLossless(text!));
+            } catch (err) {
+              if (!isCarepipeError(err) || err.code !== 'RECORD_INVALID') throw err;
+              // The rest goes on; the reject is written in the read transaction, kept when it commits.
+              await deps.ledger.reject(
+                {
+                  source: 'fhir_resources',
+                  recordKey: `${view.resource}/${id}`,
+                  field: err.context.field,
+                  reasonCode: 'RECORD_INVALID',
+                  message: `${label}: ${err.message}`,
+                },
+                read.trx,
+              );
+              continue;
+            }
+            for (const viewRow of viewRows) {
+              const cells = all.map((c) => viewCell(viewRow[c.name], c.collection));
+              if (!keep(cells)) continue;
+              written += 1;
+              yield toCells(cells);
+            }
+          }
+          progress.add(written);
+        }
+      } catch (err) {
+        throw userErrorFromDatabase(err, { source: label }) ?? err;
+      }
+    }
+    const header = profiled.map((p) => p.name);
+    const output = await writeOut(rows(), header, options, deps);
+    ok = true;
+    return { source: label, profile: options.profile, rows: progress.rows, columns: header, output };
+  } finally {
+    await read.end(ok);
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * Reading a source with constant memory, the same way on both back ends: a server-side cursor
+ * (`DECLARE … CURSOR` then `FETCH n`, in one transaction, so one consistent snapshot) on the Postgres
+ * server and on PGlite alike. Every column is read as Postgres text (format.ts decides how it is
+ * written), and filters are built from validated column names and bound values, never pasted text.
+ */
+import type { Knex } from 'knex';
+import { CarepipeError } from '../errors.js';
+import { kindOfType, type ValueKind } from './format.js';
+
+/** A column of a query's result. */
+export interface Field {
+  name: string;
+  oid: number;
+  kind: ValueKind;
+}
+
+export interface SqlQuery {
+  /** knex raw SQL: `?` binds a value, `??` an identifier. */
+  sql: string;
+  bindings: unknown[];
+}
+
+export type Operator = '=' | '!=' | '<' | '<=' | '>' | '>=';
+
+/** One `--where` condition: a column, an operator and a value that is always bound, never pasted. */
+export interface Condition {
+  column: string;
+  operator: Operator;
+  value: string;
+}
+
+/** Parses `col=value`, `col>=value`, … (the value is everything after the operator, as typed). */
+export function parseCondition(text: string): Condition {
+  const match = /^\s*([^\s=!<>]+)\s*(>=|<=|!=|<>|=|<|>)(.*)$/s.exec(text);
+  if (!match) {
+    throw new CarepipeError('USAGE', `--where '${text}': expected COLUMN=VALUE (or !=, <, <=, >, >=)`);
+  }
+  const operator = (match[2] === '<>' ? '!=' : match[2]) as Operator;
+  return { column: match[1]!, operator, value: match[3]! };
+}
+
+/** A SQL identifier, quoted. Names come from the database's own column list, but quote them all the same. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+const SQL_OPERATORS: Record<Operator, string> = { '=': '=', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>=' };
+
+export interface SelectPlan {
+  /** The source: a table read or a computed query. */
+  inner: SqlQuery;
+  /** Columns to read, in order. */
+  columns: Field[];
+  conditions: Condition[];
+  since?: { column: string; value: string };
+  orderBy: string[];
+}
+
+/**
+ * `select <columns as text> from (<inner>) as q where <bound conditions> order by <key>`.
+ * Arrays are read as compact JSON (`to_json`), everything else as its text output.
+ */
+export function buildSelect(plan: SelectPlan): SqlQuery {
+  const list = plan.columns
+    .map((c) => (c.kind === 'array' ? `to_json(q.${quoteIdent(c.name)})::text` : `q.${quoteIdent(c.name)}::text`))
+    .join(', ');
+  const where: string[] = [];
+  const bindings = [...plan.inner.bindings];
+  for (const condition of plan.conditions) {
+    where.push(`q.${quoteIdent(condition.column)} ${SQL_OPERATORS[condition.operator]} ?`);
+    bindings.push(condition.value);
+  }
+  if (plan.since) {
+    where.push(`q.${quoteIdent(plan.since.column)} >= ?::timestamptz`);
+    bindings.push(plan.since.value);
+  }
+  const sql =
+    `select ${list || 'null'} from (${plan.inner.sql}) as q` +
+    (where.length ? ` where ${where.join(' and ')}` : '') +
+    (plan.orderBy.length ? ` order by ${plan.orderBy.map((c) => `q.${quoteIdent(c)}`).join(', ')}` : '');
+  return { sql, bindings };
+}
+
+interface RawResult {
+  rows: unknown[];
+  fields: { name: string; dataTypeID: number }[];
+}
+
+/**
+ * One transaction that reads a source through a cursor. `begin` sets the session's output formats
+ * for this transaction only: ISO dates in `timezone`, ISO 8601 intervals.
+ */
+export class ReadTransaction {
+  private cursorOpen = false;
+
+  private constructor(readonly trx: Knex.Transaction) {}
+
+  static async begin(knex: Knex, options: { timezone: string }): Promise<ReadTransaction> {
+    const trx = await knex.transaction();
+    try {
+      await trx.raw(
+        "select set_config('TimeZone', ?, true), set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'iso_8601', true)",
+        [options.timezone],
+      );
+    } catch (err) {
+      await trx.rollback().catch(() => undefined);
+      if ((err as { code?: string }).code === '22023') {
+        throw new CarepipeError('USAGE', `--timezone '${options.timezone}' is not a time zone Postgres knows (e.g. UTC, Europe/London)`);
+      }
+      throw err;
+    }
+    return new ReadTransaction(trx);
+  }
+
+  /** The columns a query returns (runs it with `limit 0`). */
+  async describe(query: SqlQuery): Promise<Field[]> {
+    const result = (await this.trx.raw(`select * from (${query.sql}) as q limit 0`, query.bindings as Knex.RawBinding[])) as RawResult;
+    const oids = [...new Set(result.fields.map((f) => f.dataTypeID))];
+    const types = (await this.trx.raw('select oid::int as oid, typcategory::text as category from pg_type where oid = any(?::oid[])', [
+      oids,
+    ])) as { rows: { oid: number; category: string }[] };
+    const category = new Map(types.rows.map((t) => [Number(t.oid), t.category]));
+    return result.fields.map((f) => ({ name: f.name, oid: f.dataTypeID, kind: kindOfType(f.dataTypeID, category.get(f.dataTypeID) ?? 'U') }));
+  }
+
+  /** Primary key columns of a table, in key order (none for a view). */
+  async primaryKey(relation: string): Promise<string[]> {
+    const result = (await this.trx.raw(
+      `select a.attname::text as name
+         from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = any(i.indkey)
+        where i.indrelid = to_regclass(?) and i.indisprimary
+        order by array_position(i.indkey::int2[], a.attnum)`,
+      [quoteIdent(relation)],
+    )) as { rows: { name: string }[] };
+    return result.rows.map((r) => r.name);
+  }
+
+  /**
+   * Rows of `query` as arrays of text (null for NULL), `batchSize` at a time. Memory holds one batch.
+   */
+  async *batches(query: SqlQuery, batchSize: number): AsyncGenerator<(string | null)[][]> {
+    await this.trx.raw(`declare carepipe_export no scroll cursor for ${query.sql}`, query.bindings as Knex.RawBinding[]);
+    this.cursorOpen = true;
+    for (;;) {
+      const result = (await this.trx.raw(`fetch forward ${batchSize} from carepipe_export`).options({ rowMode: 'array' })) as RawResult;
+      const rows = result.rows as (string | null)[][];
+      if (rows.length > 0) yield rows;
+      if (rows.length < batchSize) break;
+    }
+    await this.trx.raw('close carepipe_export');
+    this.cursorOpen = false;
+  }
+
+  /** Ends the transaction: commit keeps what was written in it (rejects), rollback does not. */
+  async end(commit: boolean): Promise<void> {
+    if (this.trx.isCompleted()) return;
+    if (commit && !this.cursorOpen) await this.trx.commit();
+    else await this.trx.rollback();
+  }
+}
+
+/** Postgres errors a user causes with a flag value, as exit-2 errors naming the flag. */
+export function userErrorFromDatabase(err: unknown, context: { source: string }): CarepipeError | undefined {
+  const code = (err as { code?: string }).code;
+  const message = (err as Error).message;
+  if (code === '42P01') {
+    return new CarepipeError('SOURCE_UNKNOWN', `${context.source}: the table does not exist yet (run the command that loads it, or carepipe migrate)`);
+  }
+  // class 22: data exception, e.g. a --where value that is not a number or a date for its column
+  if (code?.startsWith('22')) {
+    return new CarepipeError('USAGE', `${context.source}: a flag value (--where, --since, --from, --to) does not fit its column: ${message}`);
+  }
+  return undefined;
+}

@@ -1,0 +1,140 @@
+/**
+ * Diagnosis codes for analysts: `coding_system_name(url)` turns a code system's canonical URL (or OID)
+ * into the name people use (`ICD-10`, `SNOMED CT`, `LOINC` …); the `codings` table (from the
+ * views/codings_*.json ViewDefinitions) gets it as a stored generated column `system_name`, and the
+ * `diseases` view gives one row per Condition with its ICD-10, ICD-9 and SNOMED CT codes side by side.
+ * A SQL function rather than a mapping in the writer: analysts can call it on any system column, and
+ * the generated column can never disagree with the system beside it.
+ */
+import type { Knex } from 'knex';
+import type { SourceDeclaration } from '../export/treatments.js';
+
+/** [normalised URL or OID, name]: the URL lower-cased, without scheme, `www.` or trailing slash. */
+export const CODE_SYSTEM_NAMES: [string, string][] = [
+  ['hl7.org/fhir/sid/icd-10', 'ICD-10'],
+  ['hl7.org/fhir/sid/icd-10-cm', 'ICD-10-CM'],
+  ['hl7.org/fhir/sid/icd-10-pcs', 'ICD-10-PCS'],
+  ['cms.gov/medicare/coding/icd10', 'ICD-10-PCS'],
+  ['fhir.de/codesystem/bfarm/icd-10-gm', 'ICD-10-GM'],
+  ['fhir.de/codesystem/dimdi/icd-10-gm', 'ICD-10-GM'],
+  ['data.esante.gouv.fr/atih/cim10', 'CIM-10'],
+  ['hl7.org/fhir/sid/icd-9-cm', 'ICD-9-CM'],
+  ['hl7.org/fhir/sid/icd-9', 'ICD-9'],
+  ['id.who.int/icd/release/11/mms', 'ICD-11'],
+  ['terminology.hl7.org/codesystem/icd-o-3', 'ICD-O-3'],
+  ['snomed.info/sct', 'SNOMED CT'],
+  ['loinc.org', 'LOINC'],
+  ['nlm.nih.gov/research/umls/rxnorm', 'RxNorm'],
+  ['ama-assn.org/go/cpt', 'CPT'],
+  ['dicom.nema.org/resources/ontology/dcm', 'DICOM'],
+  ['whocc.no/atc', 'ATC'],
+  ['hl7.org/fhir/sid/ndc', 'NDC'],
+  ['hl7.org/fhir/sid/cvx', 'CVX'],
+  ['unitsofmeasure.org', 'UCUM'],
+  ['radlex.org', 'RadLex'],
+  ['nucc.org/provider-taxonomy', 'NUCC'],
+  ['urn:oid:2.16.840.1.113883.6.3', 'ICD-10'],
+  ['urn:oid:2.16.840.1.113883.6.90', 'ICD-10-CM'],
+  ['urn:oid:2.16.840.1.113883.6.4', 'ICD-10-PCS'],
+  ['urn:oid:2.16.840.1.113883.6.103', 'ICD-9-CM'],
+  ['urn:oid:2.16.840.1.113883.6.96', 'SNOMED CT'],
+  ['urn:oid:2.16.840.1.113883.6.1', 'LOINC'],
+  ['urn:oid:2.16.840.1.113883.6.88', 'RxNorm'],
+  ['urn:oid:2.16.840.1.113883.6.12', 'CPT'],
+  ['urn:oid:2.16.840.1.113883.6.73', 'ATC'],
+  ['urn:oid:2.16.840.1.113883.6.69', 'NDC'],
+  ['urn:oid:2.16.840.1.113883.12.292', 'CVX'],
+];
+
+function literal(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/**
+ * IMMUTABLE, so a generated column may use it (no `?` in the SQL: knex.raw reads it as a binding). Besides the list: any DICOM part 16 URL → DICOM (Synthea
+ * writes the CID page's URL), HL7 terminology code systems → `HL7 <id>`, FHIR ones → `FHIR <id>`;
+ * anything else → null rather than a guess.
+ */
+export const CODING_SYSTEM_NAME_SQL = `
+create or replace function coding_system_name(system text) returns text
+language sql immutable strict parallel safe as $$
+  select case
+    ${CODE_SYSTEM_NAMES.map(([url, name]) => `when n = ${literal(url)} then ${literal(name)}`).join('\n    ')}
+    when n like 'dicom.nema.org/medical/dicom/%' then 'DICOM'
+    when n like 'terminology.hl7.org/codesystem/%' then 'HL7 ' || substring(btrim(system) from '([^/]+)/*$')
+    when n like 'hl7.org/fhir/%' and n not like 'hl7.org/fhir/sid/%' then 'FHIR ' || substring(btrim(system) from '([^/]+)/*$')
+  end
+  from (select regexp_replace(lower(btrim(system)), '^https{0,1}://(www\\.){0,1}|/+$', '', 'g') as n) as normalised
+$$`;
+
+const ICD10 = ['ICD-10', 'ICD-10-CM', 'ICD-10-GM', 'CIM-10'];
+const ICD9 = ['ICD-9-CM', 'ICD-9'];
+
+function codeOf(names: string[], alias: string): string {
+  return `left join lateral (
+      select k.code, k.display, k.system_name from codings k
+       where k.resource_type = 'Condition' and k.resource_id = c.id and k.element = 'code'
+         and k.system_name in (${names.map(literal).join(', ')})
+       order by array_position(array[${names.map(literal).join(', ')}], k.system_name), k.code
+       limit 1) as ${alias} on true`;
+}
+
+/** One row per Condition (not deleted) with its ICD-10, ICD-9 and SNOMED CT codes where it has them. */
+export const DISEASES_VIEW_SQL = `
+create or replace view diseases as
+select c.id as condition_id,
+       regexp_replace(c.resource #>> '{subject,reference}', '^.*Patient/', '') as patient_id,
+       c.resource #>> '{clinicalStatus,coding,0,code}' as clinical_status,
+       c.resource #>> '{verificationStatus,coding,0,code}' as verification_status,
+       coalesce(c.resource ->> 'onsetDateTime', c.resource #>> '{onsetPeriod,start}') as onset,
+       c.resource ->> 'recordedDate' as recorded_date,
+       icd10.code as icd10_code, icd10.display as icd10_display, icd10.system_name as icd10_system,
+       icd9.code as icd9_code, icd9.display as icd9_display, icd9.system_name as icd9_system,
+       snomed.code as snomed_code, snomed.display as snomed_display,
+       c.resource #>> '{code,text}' as text,
+       c.last_updated
+  from fhir_resources c
+  ${codeOf(ICD10, 'icd10')}
+  ${codeOf(ICD9, 'icd9')}
+  ${codeOf(['SNOMED CT'], 'snomed')}
+ where c.resource_type = 'Condition' and not c.deleted`;
+
+/**
+ * Adds `system_name` and the lookup indexes to `codings` and (re)creates `diseases`. Idempotent; a
+ * writer that creates or recreates the codings table calls it again. No-op without a codings table.
+ */
+export async function ensureCodingsExtras(knex: Knex): Promise<boolean> {
+  await knex.raw(CODING_SYSTEM_NAME_SQL);
+  const exists = await knex.raw<{ rows: { oid: string | null }[] }>(`select to_regclass('codings')::text as oid`);
+  if (exists.rows[0]?.oid == null) return false;
+  await knex.raw('alter table codings add column if not exists system_name text generated always as (coding_system_name(system)) stored');
+  await knex.raw('create index if not exists codings_resource on codings (resource_id, resource_type)');
+  await knex.raw('create index if not exists codings_system_code on codings (system_name, code)');
+  await knex.raw(DISEASES_VIEW_SQL);
+  return true;
+}
+
+/** For export-csv: the diseases view with its research treatments. */
+export const diseasesSource: SourceDeclaration = {
+  name: 'diseases',
+  description: 'one row per condition with its ICD-10, ICD-9 and SNOMED CT codes',
+  lastUpdatedColumn: 'last_updated',
+  columns: {
+    condition_id: 'pseudonym',
+    patient_id: 'pseudonym',
+    clinical_status: 'keep',
+    verification_status: 'keep',
+    onset: 'year',
+    recorded_date: 'year',
+    icd10_code: 'keep',
+    icd10_display: 'keep',
+    icd10_system: 'keep',
+    icd9_code: 'keep',
+    icd9_display: 'keep',
+    icd9_system: 'keep',
+    snomed_code: 'keep',
+    snomed_display: 'keep',
+    text: 'drop',
+    last_updated: 'year',
+  },
+};

@@ -1,0 +1,129 @@
+/**
+ * The call discipline shared by the FHIR server readers (search and Bulk Data): every call in the retry
+ * layer, failures sorted the same way, one token refresh on 401, and figures for the run summary.
+ * 429/503 honour Retry-After; 408, 5xx, network errors, timeouts and malformed bodies back off; other
+ * 4xx fail at once with the server's OperationOutcome text.
+ */
+import { CarepipeError } from '../errors.js';
+import { describeBody, isRetryableStatus, safeUrl } from '../http/client.js';
+import { parseRetryAfter, RetryableError, withRetry, type RetryEvent, type RetryOptions } from '../http/retry.js';
+import type { FhirAuth } from '../fhir/auth.js';
+
+/** What a server reader did, for the run summary. */
+export interface ServerReadStats {
+  requests: number;
+  retries: number;
+  tokenRefreshes: number;
+  pages: number;
+  files: number;
+}
+
+export function emptyServerStats(): ServerReadStats {
+  return { requests: 0, retries: 0, tokenRefreshes: 0, pages: 0, files: 0 };
+}
+
+export interface ServerCallOptions {
+  auth: FhirAuth;
+  retry?: Omit<RetryOptions, 'what' | 'onRetry'>;
+  onRetry?: (event: RetryEvent) => void;
+  /** Abort one attempt after this long (default 30 s). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  stats?: ServerReadStats;
+}
+
+/** Details of a failed HTTP answer, whichever client produced it. */
+export interface HttpFailure {
+  status: number;
+  headers?: Headers;
+  /** The body as text or as already-parsed JSON. */
+  body?: unknown;
+}
+
+/** An HTTP failure that the caller decides about (401 for the refresh). */
+export class HttpStatusError extends Error {
+  constructor(
+    readonly failure: HttpFailure,
+    readonly url: string,
+  ) {
+    super(`HTTP ${failure.status}`);
+  }
+}
+
+/** The thrown value of fhir-kit-client (or fetch) as an HttpFailure, or undefined for a network error. */
+export function failureOf(err: unknown): HttpFailure | undefined {
+  if (err instanceof HttpStatusError) return err.failure;
+  const e = err as { response?: { status?: number; data?: unknown }; config?: { headers?: Headers } };
+  if (e?.response && typeof e.response.status === 'number') {
+    return { status: e.response.status, headers: e.config?.headers instanceof Headers ? e.config.headers : undefined, body: e.response.data };
+  }
+  return undefined;
+}
+
+function bodyText(body: unknown): string {
+  if (body === undefined || body === null) return '';
+  return typeof body === 'string' ? body : JSON.stringify(body);
+}
+
+/** Sort a failure into retryable (RetryableError) or final (CarepipeError SOURCE_FAILED). 401 is left to the caller. */
+export function classify(err: unknown, what: string, timeout?: AbortSignal, signal?: AbortSignal): Error {
+  if (signal?.aborted) return signal.reason as Error;
+  if (err instanceof RetryableError || err instanceof CarepipeError) return err;
+  const failure = failureOf(err);
+  if (!failure) {
+    if (timeout?.aborted) return new RetryableError('timeout');
+    const cause = (err as { cause?: { code?: string; message?: string } })?.cause;
+    return new RetryableError(`network error: ${cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err)}`);
+  }
+  const { status } = failure;
+  if (status >= 200 && status < 300) {
+    // fhir-kit-client throws for a 2xx body that is not JSON: a cut or spoiled page.
+    return new RetryableError('malformed JSON body', status);
+  }
+  if (isRetryableStatus(status)) return new RetryableError(`HTTP ${status}`, status, parseRetryAfter(failure.headers?.get('retry-after') ?? null));
+  return new CarepipeError('SOURCE_FAILED', `${what} answered HTTP ${status}${describeBody(bodyText(failure.body))}`, { url: what.replace(/^\w+ /, ''), status });
+}
+
+/**
+ * Run one server call with retries. `call` gets the Authorization header (or undefined) and an abort
+ * signal covering one attempt. A 401 gets one token refresh, then counts as final.
+ */
+export async function serverCall<T>(
+  method: string,
+  url: string,
+  options: ServerCallOptions,
+  call: (authorization: string | undefined, signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const what = `${method} ${safeUrl(url)}`;
+  const stats = options.stats;
+  return withRetry(
+    async () => {
+      let refreshed = false;
+      for (;;) {
+        const timeout = AbortSignal.timeout(options.timeoutMs ?? 30_000);
+        const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+        if (stats) stats.requests++;
+        try {
+          return await call(await options.auth.header(), signal);
+        } catch (err) {
+          const failure = failureOf(err);
+          if (failure?.status === 401 && !refreshed && (await options.auth.refresh())) {
+            refreshed = true;
+            if (stats) stats.tokenRefreshes++;
+            continue;
+          }
+          throw classify(err, what, timeout, options.signal);
+        }
+      }
+    },
+    {
+      ...options.retry,
+      signal: options.signal,
+      what,
+      onRetry: (event) => {
+        if (stats) stats.retries++;
+        options.onRetry?.(event);
+      },
+    },
+  );
+}

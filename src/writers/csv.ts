@@ -1,0 +1,105 @@
+/**
+ * The CSV writer stage: rows of cells (strings, or null for SQL NULL) in, RFC 4180 text out, to
+ * stdout or to a file that appears only once complete. It knows nothing of databases or FHIR.
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable, Transform, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { stringify } from 'csv-stringify';
+
+/** A cell: text, or null for a SQL NULL (written as an empty, unquoted field). */
+export type Cell = string | null;
+
+export interface CsvFormat {
+  /** One character; default `,`. */
+  delimiter?: string;
+  /** Record separator; default CRLF, as RFC 4180 says. */
+  eol?: '\r\n' | '\n';
+  /** A UTF-8 byte order mark first, so Excel reads the file as UTF-8. */
+  bom?: boolean;
+}
+
+/**
+ * The csv-stringify transform with carepipe's conventions: a header row always (even for zero rows);
+ * fields quoted when they hold the delimiter, a quote, CR or LF (RFC 4180), and an empty string
+ * quoted (`""`) so that it stays distinct from NULL (an empty field), as Postgres' own CSV does.
+ */
+export function csvTransform(header: string[], format: CsvFormat = {}): Transform {
+  return stringify({
+    header: true,
+    columns: header.map((name, i) => ({ key: String(i), header: name })),
+    delimiter: format.delimiter ?? ',',
+    record_delimiter: format.eol ?? '\r\n',
+    bom: format.bom ?? false,
+    // csv-stringify quotes a field holding the record delimiter, not a lone CR or LF: RFC 4180 wants both.
+    quoted_match: [/^$/, /[\r\n]/],
+  });
+}
+
+const FORMULA_START = new Set(['=', '+', '-', '@', '\t', '\r']);
+
+/**
+ * Spreadsheets run a cell that starts with `=`, `+`, `-`, `@`, tab or CR as a formula (CSV
+ * injection); a leading `'` makes it text. The caller skips numeric columns, whose `-3.5` is a number.
+ */
+export function guardFormula(cell: string): string {
+  return cell.length > 0 && FORMULA_START.has(cell[0]!) ? `'${cell}` : cell;
+}
+
+/**
+ * Writes `rows` as CSV to `output`, awaiting back-pressure all the way down. `output` is left open
+ * (it may be stdout); `signal` aborts between rows.
+ */
+export async function writeCsv(
+  rows: AsyncIterable<Cell[]>,
+  header: string[],
+  output: Writable,
+  options: CsvFormat & { signal?: AbortSignal } = {},
+): Promise<void> {
+  const source = Readable.from(rows, { objectMode: true, highWaterMark: 256 });
+  await pipeline(source, csvTransform(header, options), output, { end: false, signal: options.signal });
+}
+
+/**
+ * Writes a file so that no reader ever sees half of it: into a temporary file in the same folder
+ * (same file system, so the rename is atomic), flushed to disk, then renamed over `file`. On failure
+ * the temporary file is removed and an existing `file` is left as it was.
+ */
+export async function writeFileAtomically<T>(file: string, write: (output: Writable) => Promise<T>): Promise<T> {
+  const target = path.resolve(file);
+  const temp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  // 'wx': never follow or reuse something already at the temporary name.
+  const output = createWriteStream(temp, { flags: 'wx', highWaterMark: 1 << 16 });
+  const closed = new Promise<void>((resolve) => output.once('close', () => resolve()));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      output.once('open', () => resolve());
+      output.once('error', reject);
+    });
+    const result = await write(output);
+    await new Promise<void>((resolve, reject) => {
+      output.once('error', reject);
+      output.end(() => resolve());
+    });
+    await closed;
+    // Flushed to disk before the rename, so a crash cannot leave a complete-looking empty file.
+    const handle = await open(temp, 'r+');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, target);
+    return result;
+  } catch (err) {
+    if (!output.closed) {
+      output.destroy();
+      await closed;
+    }
+    await rm(temp, { force: true });
+    throw err;
+  }
+}
