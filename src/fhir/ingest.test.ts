@@ -126,8 +126,8 @@ describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
 
   it('fills one table from several views that share its name', async () => {
     const codings = (resource: string) => ({
-      file: `codings-${resource}`,
-      view: compileView({ resourceType: 'ViewDefinition', name: 'codings', resource, select: [{ column: [{ name: 'id', path: 'getResourceKey()' }] }, { forEach: 'code.coding', column: [{ name: 'code', path: 'code' }] }] }),
+      file: `test-codes-${resource}`,
+      view: compileView({ resourceType: 'ViewDefinition', name: 'test_codes', resource, select: [{ column: [{ name: 'id', path: 'getResourceKey()' }] }, { forEach: 'code.coding', column: [{ name: 'code', path: 'code' }] }] }),
     });
     const extra = ['Condition', 'Observation'].map((r) => ({ ...codings(r), table: tableSpecOf(codings(r).view) }));
     for (const t of tablesOf(extra)) await ensureFlatTable(ctx.db.knex, t);
@@ -135,7 +135,7 @@ describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
       ({ kind: 'resource', source: 's', resource: { resourceType, id, code: { coding: codes.map((code) => ({ code })) } } }) as FhirItem;
     await run([coded('Condition', 'c1', 'x', 'y'), coded('Observation', 'o1', 'z')], { views: [...views, ...extra] });
     await run([coded('Condition', 'c1', 'x2')], { views: [...views, ...extra] });
-    expect(await ctx.db.knex('codings').select('_resource_type', 'id', 'code').orderBy(['id', 'code'])).toEqual([
+    expect(await ctx.db.knex('test_codes').select('_resource_type', 'id', 'code').orderBy(['id', 'code'])).toEqual([
       { _resource_type: 'Condition', id: 'c1', code: 'x2' },
       { _resource_type: 'Observation', id: 'o1', code: 'z' },
     ]);
