@@ -11,6 +11,7 @@ import type { FileFingerprint } from '../readers/fhir-files.js';
 import { formatTable } from '../cli/output.js';
 import type { Reporter } from '../cli/output.js';
 import { ensureFlatTable } from '../writers/flat-table.js';
+import { ensureCodingsExtras } from './codings.js';
 import type { FhirItem } from './input.js';
 import { DEFAULT_BATCH_SIZE, ingestFhir, type CheckpointHandler, type IngestResult, type TypeCounts } from './ingest.js';
 import { flatView, loadShippedViews, tablesOf } from './views.js';
@@ -75,7 +76,10 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
   let result: IngestResult;
   let skipped = 0;
   try {
-    for (const table of tables) await ensureFlatTable(q, table);
+    let created = false;
+    for (const table of tables) created = (await ensureFlatTable(q, table)) === 'created' || created;
+    // The codings table, when created here, gets its derived columns and the diseases view.
+    if (created) await ensureCodingsExtras(q as Knex);
     const done = options.fullRefresh ? new Map<string, string>() : await filesDone(q);
     const skip = (file: FileFingerprint) => {
       const same = done.get(file.path) === `${file.size}:${file.sha256}`;

@@ -130,7 +130,7 @@ describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
       view: compileView({ resourceType: 'ViewDefinition', name: 'test_codes', resource, select: [{ column: [{ name: 'id', path: 'getResourceKey()' }] }, { forEach: 'code.coding', column: [{ name: 'code', path: 'code' }] }] }),
     });
     const extra = ['Condition', 'Observation'].map((r) => ({ ...codings(r), table: tableSpecOf(codings(r).view) }));
-    for (const t of tablesOf(extra)) await ensureFlatTable(ctx.db.knex, t);
+    for (const t of tablesOf([...views, ...extra])) await ensureFlatTable(ctx.db.knex, t);
     const coded = (resourceType: string, id: string, ...codes: string[]) =>
       ({ kind: 'resource', source: 's', resource: { resourceType, id, code: { coding: codes.map((code) => ({ code })) } } }) as FhirItem;
     await run([coded('Condition', 'c1', 'x', 'y'), coded('Observation', 'o1', 'z')], { views: [...views, ...extra] });

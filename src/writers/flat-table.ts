@@ -35,11 +35,15 @@ const INFORMATION_SCHEMA_TYPE: Record<ColumnSqlType, string> = {
   jsonb: 'jsonb',
 };
 
-/** The columns of `table` in the current schema, in order, with their information_schema data types; [] when it does not exist. */
+/**
+ * The columns of `table` in the current schema, in order, with their information_schema data types; []
+ * when it does not exist. Generated columns are left out: derived by the database (e.g. a code system's
+ * name added by a migration), they are not written, so they do not change the table's shape for a view.
+ */
 export async function existingColumns(knex: Knex | Knex.Transaction, table: string): Promise<{ name: string; dataType: string }[]> {
   const result = await knex.raw<{ rows: { column_name: string; data_type: string }[] }>(
     `select column_name, data_type from information_schema.columns
-      where table_schema = current_schema() and table_name = ? order by ordinal_position`,
+      where table_schema = current_schema() and table_name = ? and is_generated = 'NEVER' order by ordinal_position`,
     [table],
   );
   return result.rows.map((r) => ({ name: r.column_name, dataType: r.data_type }));
