@@ -16,7 +16,7 @@ export function registerIngestFhir(program: Command, state: CliState): void {
       .argument('<paths...>', 'files, folders (recursive), globs, or - for stdin')
       .option('--view <file>', 'a ViewDefinition whose table to fill too (repeatable; its table is created on first use)', (v: string, all: string[]) => [...all, v], [])
       .option('--full-refresh', 'reload every file, even those loaded before and unchanged')
-      .option('--batch-size <n>', 'resources per transaction (default 1000)', wholeNumber('--batch-size')),
+      .option('--batch-size <n>', 'resources per transaction, at most (default 5000; a batch also ends at 16 MB of JSON)', wholeNumber('--batch-size')),
   ).action(async (paths: string[], flags: IngestFhirFlags, command: Command) => {
     // The command line as typed, for the ledger (runCommand redacts secrets from it).
     const argv = (command.parent as unknown as { rawArgs?: string[] } | null)?.rawArgs ?? ['ingest-fhir', ...paths];
