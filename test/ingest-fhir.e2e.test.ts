@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { appendFileSync, copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { Knex } from 'knex';
 import { BACKENDS, createTestDatabase, useTestDatabase, type TestDatabase } from './helpers/db.js';
 import { BIN, childEnv, REPO_ROOT, runCli, SHARED } from './helpers/cli.js';
@@ -13,6 +13,8 @@ import { resolveSettings } from '../src/config.js';
 import { openDatabase } from '../src/db/connection.js';
 
 const FIXTURES = path.join(REPO_ROOT, 'fixtures', 'fhir');
+// Each test spawns the binary two or three times; on PGlite each spawn opens the embedded database.
+vi.setConfig({ testTimeout: 300_000 });
 const FLAT_TABLES = [
   'allergyintolerance', 'appointment', 'condition', 'diagnosticreport', 'encounter', 'imagingstudy', 'immunization',
   'medicationrequest', 'observation', 'observation_component', 'organization', 'patient', 'practitioner', 'procedure',
