@@ -4,6 +4,7 @@
 // os.tmpdir(); reads each in a child process with carepipe's reader (dist/) and prints the read rate
 // and the child's peak RSS. Flat memory shows as the same peak RSS for the small and the large file.
 // Run `npm run build` first. Usage: node bench/read-fhir.mjs [SIZE_MB=200]
+// HEAP_MB=64 caps the readers' V8 heap: that the large files still read proves memory is bounded.
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -101,7 +102,9 @@ try {
       const file = path.join(dir, `${kind}-${mb}mb.${kind === 'ndjson' ? 'ndjson' : 'json'}`);
       const resources = await write(file, mb * 1024 * 1024, kind);
       const size = statSync(file).size;
-      const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      const heap = process.env.HEAP_MB ? [`--max-old-space-size=${process.env.HEAP_MB}`] : [];
+      const child = spawnSync(process.execPath, [...heap, fileURLToPath(import.meta.url), '--child', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+      if (child.status !== 0) throw new Error(`reading ${file} failed (exit ${child.status})`);
       const result = JSON.parse(child.stdout);
       if (result.resource !== resources || result.invalid !== 0 || result.unresolved_left !== 0) throw new Error(`${file}: read ${JSON.stringify(result)}, wrote ${resources}`);
       const key = `${kind}_${mb}mb`;
@@ -127,6 +130,7 @@ process.stdout.write(
     ndjson_resources_per_s: figures[`ndjson_${sizeMb}mb`].resources_per_s,
     bundle_mb_per_s: figures[`bundle_${sizeMb}mb`].mb_per_s,
     bundle_resources_per_s: figures[`bundle_${sizeMb}mb`].resources_per_s,
+    heap_cap_mb: process.env.HEAP_MB ? Number(process.env.HEAP_MB) : null,
     [`ndjson_peak_rss_mb_${small}mb_vs_${sizeMb}mb`]: [figures[`ndjson_${small}mb`].peak_rss_mb, figures[`ndjson_${sizeMb}mb`].peak_rss_mb],
     [`bundle_peak_rss_mb_${small}mb_vs_${sizeMb}mb`]: [figures[`bundle_${small}mb`].peak_rss_mb, figures[`bundle_${sizeMb}mb`].peak_rss_mb],
   })}\n`,

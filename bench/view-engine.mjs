@@ -41,23 +41,37 @@ function basePath(base, expression) {
   return [base, ...parts].join('.');
 }
 
-/** A ViewDefinition evaluated by fhirpath.js: compiled once, rows built as the spec says (no unionAll/repeat). */
+/** A ViewDefinition evaluated by fhirpath.js: compiled once, rows built as the spec says (select, forEach, forEachOrNull, repeat, unionAll, where). */
 function fhirpathView(view) {
-  const constants = Object.fromEntries((view.constant ?? []).map((c) => [c.name, Object.entries(c).find(([k]) => k.startsWith('value'))?.[1]]));
+  // %constants, and %resource for paths evaluated on a part of the resource; one object per view.
+  const env = Object.fromEntries((view.constant ?? []).map((c) => [c.name, Object.entries(c).find(([k]) => k.startsWith('value'))?.[1]]));
   const compile = (expression, base) => {
     const fn = fhirpath.compile({ base, expression: forFhirpath(expression) }, r4);
-    return (node) => cutReferences(expression, fn(node, constants));
+    return (node) => cutReferences(expression, fn(node, env));
   };
   const where = (view.where ?? []).map((w) => compile(w.path, view.resource));
   const plan = (select, base) => {
-    if (select.unionAll || select.repeat) throw new Error('unionAll/repeat not compared');
     const iterator = select.forEach ?? select.forEachOrNull;
-    const itemBase = iterator ? basePath(base, iterator) : base;
+    const itemBase = iterator ? basePath(base, iterator) : select.repeat ? basePath(base, select.repeat[0]) : base;
+    let iterate = iterator ? compile(iterator, base) : undefined;
+    if (select.repeat) {
+      // Every node the repeat paths reach, depth first, the node itself left out.
+      const paths = select.repeat.map((r) => compile(r, itemBase));
+      iterate = (node) => {
+        const out = [];
+        const visit = (n) => {
+          for (const p of paths) for (const child of p(n)) out.push(child), visit(child);
+        };
+        visit(node);
+        return out;
+      };
+    }
     return {
-      iterate: iterator ? compile(iterator, base) : undefined,
+      iterate,
       orNull: Boolean(select.forEachOrNull),
       columns: (select.column ?? []).map((c) => ({ evaluate: compile(c.path, itemBase), collection: c.collection === true })),
       select: (select.select ?? []).map((s) => plan(s, itemBase)),
+      unionAll: (select.unionAll ?? []).map((s) => plan(s, itemBase)),
     };
   };
   const rootPlan = plan({ select: view.select }, view.resource);
@@ -71,8 +85,9 @@ function fhirpathView(view) {
         return c.collection ? v : v.length ? v[0] : null;
       });
       let product = [own];
-      for (const sub of p.select) {
-        const subRows = focus === undefined ? [] : rowsOf(sub, focus);
+      const parts = p.select.map((sub) => (focus === undefined ? [] : rowsOf(sub, focus)));
+      if (p.unionAll.length) parts.push(focus === undefined ? [] : p.unionAll.flatMap((branch) => rowsOf(branch, focus)));
+      for (const subRows of parts) {
         const next = [];
         for (const left of product) for (const right of subRows) next.push([...left, ...right]);
         product = next;
@@ -82,6 +97,8 @@ function fhirpathView(view) {
     return rows;
   };
   return (resource) => {
+    env.resource = resource;
+    env.rootResource = resource;
     for (const w of where) {
       const r = w(resource);
       if (!(r.length === 1 && r[0] === true)) return [];

@@ -32,6 +32,7 @@ export const ErrorCodes = {
   RECORD_INVALID: ExitCode.USAGE,
   // concurrency (exit 3)
   LOCKED: ExitCode.LOCKED,
+  LEASE_LOST: ExitCode.LOCKED,
   // a source or the database could not be reached (exit 4)
   DB_UNREACHABLE: ExitCode.UNREACHABLE,
   SOURCE_UNREACHABLE: ExitCode.UNREACHABLE,

@@ -9,7 +9,7 @@ const fixture = (name: string) => path.join(FIXTURES, name);
 const NOW = '2026-03-01T12:00:00Z';
 
 interface Summary {
-  run_id: number;
+  run_id: number | null;
   exit_code: number;
   counts: { read: number; written: number; unchanged: number; rejected: number };
   missed: number;
@@ -138,9 +138,16 @@ for (const backend of BACKENDS) {
       expect(first.summary!.pending).toBe(1);
       expect(await query((k) => k('appointments').where({ id: 'a0000000-0000-4000-8000-000000000008' }).first())).toBeUndefined();
 
+      // A dry run works the whole thing out, says so, and leaves everything as it was.
+      const dry = await carepipe(['ingest-appointments', fixture('patients-late.json'), '--now', NOW, '--json', '--dry-run']);
+      expect(dry.code).toBe(0);
+      expect(dry.summary).toMatchObject({ run_id: null, resolved: 1, pending: 0, counts: { read: 1, written: 2, rejected: 0 } });
+      expect(await query((k) => k('appointments').where({ id: 'a0000000-0000-4000-8000-000000000008' }).first())).toBeUndefined();
+      expect(await query((k) => k('rejects').where({ reason_code: 'PATIENT_UNKNOWN' }).first('retryable', 'resolved_run_id'))).toEqual({ retryable: true, resolved_run_id: null });
+
       const second = await carepipe(['ingest-appointments', fixture('patients-late.json'), '--now', NOW, '--json']);
       expect(second.code).toBe(0);
-      expect(second.summary).toMatchObject({ resolved: 1, pending: 0, counts: { read: 1, written: 2, rejected: 0 } });
+      expect(second.summary).toMatchObject({ resolved: 1, pending: 0, counts: { read: 1, written: 2, rejected: 0 }, appointments: { written: 1 } });
       const row = await query((k) => k('appointments').where({ id: 'a0000000-0000-4000-8000-000000000008' }).first('patient', 'status', 'duration', 'source'));
       expect(row).toEqual({ patient: '7234401075', status: 'active', duration: 90, source: fixture('appointments-messy.json') });
       const patient = await query((k) => k('patients').where({ nhs_number: '7234401075' }).first('name', 'postcode'));

@@ -16,7 +16,8 @@ export const patientsSource: SourceDeclaration = {
     name: 'drop',
     date_of_birth: 'year',
     postcode: 'postcode_outward',
-    source: 'keep',
+    // a file path on the loading machine: says nothing of the patient, but nothing for research either
+    source: 'drop',
     run_id: 'keep',
     loaded_at: 'keep',
     updated_at: 'keep',
@@ -37,7 +38,8 @@ export const appointmentsSource: SourceDeclaration = {
     clinician: 'keep',
     department: 'keep',
     postcode: 'postcode_outward',
-    source: 'keep',
+    // a file path on the loading machine: says nothing of the patient, but nothing for research either
+    source: 'drop',
     run_id: 'keep',
     loaded_at: 'keep',
     updated_at: 'keep',

@@ -52,14 +52,36 @@ interface SourceRecord {
   value: unknown;
 }
 
+class DryRunRollback extends Error {}
+
+/**
+ * Load the files. With `dryRun` everything runs as usual (rules, unknown patients, reinstatements,
+ * counts) inside one transaction that is rolled back at the end, so the figures are the real ones.
+ */
 export async function ingestAppointments(options: IngestOptions, deps: IngestDeps): Promise<IngestSummary> {
-  const { knex, ledger } = deps;
-  const { lang, now } = options;
   for (const file of options.files) {
     if (!existsSync(file) || !statSync(file).isFile()) {
-      throw new CarepipeError('INPUT_NOT_FOUND', appointmentMessage(lang, 'INPUT_NOT_FOUND', { file }), { file });
+      throw new CarepipeError('INPUT_NOT_FOUND', appointmentMessage(options.lang, 'INPUT_NOT_FOUND', { file }), { file });
     }
   }
+  if (!options.dryRun) return ingest(options, deps);
+  let summary: IngestSummary | undefined;
+  try {
+    await deps.knex.transaction(async (trx) => {
+      summary = await ingest(options, { ...deps, knex: trx });
+      throw new DryRunRollback();
+    });
+  } catch (err) {
+    if (!(err instanceof DryRunRollback)) throw err;
+  }
+  return summary!;
+}
+
+async function ingest(options: IngestOptions, deps: IngestDeps): Promise<IngestSummary> {
+  const { knex, ledger } = deps;
+  const { lang, now } = options;
+  // A dry run's ledger has no row (id 0): rows it writes, then rolls back, name no run.
+  const runId = ledger.id || null;
   const summary: IngestSummary = {
     files: [],
     patients: { written: 0, unchanged: 0 },
@@ -110,7 +132,7 @@ export async function ingestAppointments(options: IngestOptions, deps: IngestDep
     }
   }
 
-  const writeContext = (source: string): WriteContext => ({ source, runId: ledger.id, now });
+  const writeContext = (source: string): WriteContext => ({ source, runId });
 
   const flush = async (file: string, kind: ExportKind, batch: SourceRecord[]) => {
     const rejects: RejectRecord[] = [];
@@ -119,10 +141,6 @@ export async function ingestAppointments(options: IngestOptions, deps: IngestDep
       const mapped: Mapped<PatientRow | AppointmentRow> = kind === 'patients' ? mapPatient(value, now) : mapAppointment(value, now);
       if (mapped.ok) rows.push({ entry, value, row: mapped.row });
       else rejects.push(issueReject(file, entry, value, kind, mapped.issues));
-    }
-    if (options.dryRun) {
-      await reject(rejects);
-      return;
     }
     const result = await inRunTransaction(knex, ledger, async (trx) => {
       if (kind === 'patients') {
@@ -166,15 +184,16 @@ export async function ingestAppointments(options: IngestOptions, deps: IngestDep
     if (options.signal?.aborted) break;
     await loadFile(file, 'patients');
   }
-  if (!options.dryRun) summary.resolved = await retryWaitingAppointments(options, deps, refusalReject, issueReject, reject);
+  const retried = await retryWaitingAppointments(options, deps, refusalReject, issueReject, reject);
+  summary.resolved = retried.settled;
+  summary.appointments.written += retried.written;
+  summary.appointments.unchanged += retried.unchanged;
   for (const file of byKind.appointments) {
     if (options.signal?.aborted) break;
     await loadFile(file, 'appointments');
   }
-  if (!options.dryRun) {
-    summary.missed = await inRunTransaction(knex, ledger, (trx) => markMissed(trx, now, ledger.id));
-    ledger.add({ written: summary.missed });
-  }
+  summary.missed = await inRunTransaction(knex, ledger, (trx) => markMissed(trx, now, runId));
+  ledger.add({ written: summary.missed });
   summary.pending = await countWaiting(knex);
   ledger.details.patients = summary.patients;
   ledger.details.appointments = summary.appointments;
@@ -216,10 +235,12 @@ async function retryWaitingAppointments(
   refusalReject: (source: string, entry: number | undefined, value: unknown, code: ReasonCode, params: Record<string, string> | undefined, retryable: boolean) => RejectRecord,
   issueReject: (source: string, entry: number | undefined, value: unknown, kind: ExportKind, issues: Issue[]) => RejectRecord,
   reject: (records: RejectRecord[], trx?: Knex.Transaction) => Promise<void>,
-): Promise<number> {
+): Promise<{ settled: number; written: number; unchanged: number }> {
   const { knex, ledger } = deps;
   let after = 0;
   let resolved = 0;
+  let written = 0;
+  let unchanged = 0;
   for (;;) {
     const waitingRejects = (await waiting(knex)
       .where('id', '>', after)
@@ -257,7 +278,7 @@ async function retryWaitingAppointments(
       });
       // Each waiting record keeps its own source file in the rows it writes.
       for (const [source, group] of groupBy(fresh, (c) => c.source)) {
-        const result = await writeAppointments(trx, group.map((c) => c.row), { source, runId: ledger.id, now: options.now });
+        const result = await writeAppointments(trx, group.map((c) => c.row), { source, runId: ledger.id || null });
         const refusedAt = new Set<number>();
         for (const refusal of result.refused) {
           refusedAt.add(refusal.index);
@@ -270,13 +291,19 @@ async function retryWaitingAppointments(
           if (!refusedAt.has(index)) settled.push(c.rejectId);
         });
         ledger.add({ written: result.written, unchanged: result.unchanged });
+        written += result.written;
+        unchanged += result.unchanged;
       }
       await reject(newRejects, trx);
-      if (settled.length > 0) await trx('rejects').whereIn('id', settled).update({ resolved_run_id: ledger.id });
+      if (settled.length > 0) {
+        // A dry run has no run to name and is rolled back: it only takes the rejects out of the waiting list.
+        const mark = ledger.id ? { resolved_run_id: ledger.id } : { retryable: false };
+        await trx('rejects').whereIn('id', settled).update(mark);
+      }
       return settled.length;
     });
   }
-  return resolved;
+  return { settled: resolved, written, unchanged };
 }
 
 function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {

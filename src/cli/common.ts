@@ -64,6 +64,8 @@ export interface CommandSpec {
   mode?: 'write' | 'read';
   /** Lock name when it is not `name[:target]`. */
   lockName?: string;
+  /** false: cooperating runs that coordinate through a work queue instead of the command's lock. */
+  lock?: boolean;
 }
 
 /** Settings plus a reporter, for commands that need no database (config, view run). */
@@ -102,7 +104,7 @@ export async function runCommand(
   let release: (() => Promise<void>) | undefined;
   try {
     await ensureSchemaCurrent(db);
-    if (write && !settings.dryRun) {
+    if (write && !settings.dryRun && spec.lock !== false) {
       release = await acquireRunLock(db, spec.lockName ?? (spec.target ? `${spec.name}:${spec.target}` : spec.name), {
         wait: settings.wait,
       });

@@ -12,9 +12,9 @@ import type { RunLedger } from '../db/ledger.js';
 import { inRunTransaction } from '../db/transaction.js';
 import { formatTable, type Reporter } from '../cli/output.js';
 import { DirectoryClient, type SearchPage } from './client.js';
-import { displayFields, toEntry, type DirectoryHit } from './normalise.js';
+import { displayFields, toEntry, type DirectoryEntry, type DirectoryHit } from './normalise.js';
 import type { SearchOptions } from './query.js';
-import { saveEntry } from './store.js';
+import { saveEntries } from './store.js';
 import { groupByOrganization, LIST_COLUMNS, organizationWorkerRows } from './list.js';
 
 export interface DirectoryConnection {
@@ -109,33 +109,43 @@ class DryRunRollback extends Error {}
 async function importPage(ctx: ImportContext, page: SearchPage, hits: { hit: DirectoryHit; entry: number }[]): Promise<void> {
   const { ledger, reporter } = ctx;
   const work = async (trx: Knex.Transaction) => {
+    const accepted: { entry: number; value: DirectoryEntry }[] = [];
     for (const { hit, entry } of hits) {
       ledger.add({ read: 1 });
       const result = toEntry(hit);
-      if (!result.ok) {
-        const [first] = result.issues;
-        const message = result.issues.map((i) => i.message).join('; ');
-        reporter.warn('rejected', { message: `entry ${entry} (${hit.id}): ${message}`, entry, record: hit.id, field: first!.field, reason: first!.reasonCode });
-        await ledger.reject(
-          { source: page.url, entry, recordKey: hit.id, field: first!.field, reasonCode: first!.reasonCode, message, raw: hit },
-          trx,
-        );
+      if (result.ok) {
+        accepted.push({ entry, value: result.entry });
         continue;
       }
-      const outcome = await saveEntry(trx, result.entry, { runId: ledger.id, now: ctx.now() });
+      const [first] = result.issues;
+      const message = result.issues.map((i) => i.message).join('; ');
+      reporter.warn('rejected', { message: `entry ${entry} (${hit.id}): ${message}`, entry, record: hit.id, field: first!.field, reason: first!.reasonCode });
+      await ledger.reject({ source: page.url, entry, recordKey: hit.id, field: first!.field, reasonCode: first!.reasonCode, message, raw: hit }, trx);
+    }
+    const outcomes = await saveEntries(
+      trx,
+      accepted.map((a) => a.value),
+      { runId: ledger.id, now: ctx.now() },
+    );
+    outcomes.forEach((outcome, i) => {
+      const { entry, value } = accepted[i]!;
       ledger.bump(['organizations', outcome.organization]);
       ledger.bump(['workers', outcome.worker]);
       ledger.bump(['links', outcome.link]);
       const created = outcome.organization === 'created' || outcome.worker === 'created' || outcome.link === 'created';
       ledger.add(created ? { written: 1 } : { unchanged: 1 });
-      reporter.info('imported', {
+      // One line per entry for a single import; --all says per page (below), cron logs stay short.
+      if (hits.length === 1) reporter.info('imported', {
         entry,
-        finess: result.entry.organization.finess,
-        rpps_number: result.entry.worker.rpps_number,
+        finess: value.organization.finess,
+        rpps_number: value.worker.rpps_number,
         organization: outcome.organization,
         worker: outcome.worker,
         link: outcome.link,
       });
+    });
+    if (hits.length > 1) {
+      reporter.info('page', { entries: hits.length, imported: accepted.length, rejected: hits.length - accepted.length, through_entry: hits[hits.length - 1]!.entry });
     }
     if (ctx.dryRun) throw new DryRunRollback();
   };

@@ -15,6 +15,7 @@ import { ensureCodingsExtras } from './codings.js';
 import type { FhirItem } from './input.js';
 import { DEFAULT_BATCH_SIZE, ingestFhir, type CheckpointHandler, type IngestResult, type TypeCounts } from './ingest.js';
 import { flatView, loadShippedViews, tablesOf } from './views.js';
+import { claimFiles, enqueueInputs, workerName, type QueueOptions } from './ingest-queue.js';
 
 export interface IngestFhirOptions {
   /** Files, folders, globs, `-` for stdin. */
@@ -25,6 +26,8 @@ export interface IngestFhirOptions {
   fullRefresh: boolean;
   batchSize?: number;
   dryRun: boolean;
+  /** Share the input with other processes through this work queue (see ingest-queue.ts). */
+  queue?: QueueOptions;
 }
 
 export interface IngestFhirDeps {
@@ -86,37 +89,61 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
       if (same) skipped += 1;
       return same;
     };
-    const reader = await selectReader(options, { cwd: deps.cwd, stdin: deps.stdin, signal: deps.signal, skip });
     await reporter.start('ingest-fhir: reading');
     let shown = 0;
-    result = await ingestFhir(reader.items, {
-      knex: db.knex,
-      kind: db.kind,
-      ledger,
-      views,
-      batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
-      onCheckpoint: reader.onCheckpoint,
-      signal: deps.signal,
-      dryRunTransaction: dryRun,
-      onProgress: (p) => {
-        const rate = p.elapsedMs > 0 ? Math.round((p.read * 1000) / p.elapsedMs) : 0;
-        reporter.progress(`ingest-fhir: ${p.checkpoints} files, ${p.read} resources, ${rate}/s${p.rejected ? `, ${p.rejected} rejected` : ''}`, {
-          files: p.checkpoints,
-          resources: p.read,
-          per_second: rate,
-          rejected: p.rejected,
-        });
-      },
-      onReject: (r) => {
-        // The first few on stderr (where and why, never the record itself); all of them in `rejects`.
-        if (shown++ < 20) {
-          const where = formatLocation({ file: r.source, line: r.line, entry: r.entry, field: r.field });
-          reporter.warn('rejected', { message: `${where}: ${r.reasonCode}: ${r.message}` });
-        } else if (shown === 21) {
-          reporter.warn('rejected', { message: 'more rejects: see the rejects table' });
+    const load = (items: AsyncIterable<FhirItem>, onCheckpoint: CheckpointHandler) =>
+      ingestFhir(items, {
+        knex: db.knex,
+        kind: db.kind,
+        ledger,
+        views,
+        batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+        onCheckpoint,
+        signal: deps.signal,
+        dryRunTransaction: dryRun,
+        onProgress: (p) => {
+          const rate = p.elapsedMs > 0 ? Math.round((p.read * 1000) / p.elapsedMs) : 0;
+          reporter.progress(`ingest-fhir: ${p.checkpoints} files, ${p.read} resources, ${rate}/s${p.rejected ? `, ${p.rejected} rejected` : ''}`, {
+            files: p.checkpoints,
+            resources: p.read,
+            per_second: rate,
+            rejected: p.rejected,
+          });
+        },
+        onReject: (r) => {
+          // The first few on stderr (where and why, never the record itself); all of them in `rejects`.
+          if (shown++ < 20) {
+            const where = formatLocation({ file: r.source, line: r.line, entry: r.entry, field: r.field });
+            reporter.warn('rejected', { message: `${where}: ${r.reasonCode}: ${r.message}` });
+          } else if (shown === 21) {
+            reporter.warn('rejected', { message: 'more rejects: see the rejects table' });
+          }
+        },
+      });
+    const context = { cwd: deps.cwd, stdin: deps.stdin, signal: deps.signal, skip };
+    if (options.queue && !dryRun) {
+      await enqueueInputs(db, options.inputs, deps.cwd, options.queue);
+      result = emptyResult();
+      const worker = workerName();
+      ledger.details.worker = worker;
+      for await (const file of claimFiles(db.knex, ledger, { ...options.queue, worker, recordFileDone, signal: deps.signal })) {
+        try {
+          const reader = await selectReader({ inputs: [file.unit.unit_key] }, context);
+          const one = await load(reader.items, file.onCheckpoint);
+          await file.finish();
+          addResult(result, one);
+          if (one.interrupted) break;
+        } catch (err) {
+          await file.fail(err as Error).catch(() => undefined);
+          throw err;
+        } finally {
+          file.stop();
         }
-      },
-    });
+      }
+    } else {
+      const reader = await selectReader(options, context);
+      result = await load(reader.items, reader.onCheckpoint);
+    }
   } finally {
     await dryRun?.rollback().catch(() => undefined);
   }
@@ -128,6 +155,21 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
     throw new CarepipeError('INTERRUPTED', `interrupted after ${result.totals.read} resources; every committed batch is kept, run the same command again to finish`);
   }
   return { human: summaryText(result, files, options.dryRun), summary: {} };
+}
+
+function emptyResult(): IngestResult {
+  return { types: {}, totals: { read: 0, written: 0, unchanged: 0, rejected: 0, deleted: 0 }, checkpoints: 0, interrupted: false };
+}
+
+/** Adds the result of one file to the run's. */
+function addResult(into: IngestResult, one: IngestResult): void {
+  for (const [type, counts] of Object.entries(one.types)) {
+    const t = (into.types[type] ??= { read: 0, written: 0, unchanged: 0, rejected: 0, deleted: 0 });
+    for (const k of Object.keys(counts) as (keyof TypeCounts)[]) t[k] += counts[k];
+  }
+  for (const k of Object.keys(one.totals) as (keyof TypeCounts)[]) into.totals[k] += one.totals[k];
+  into.checkpoints += one.checkpoints;
+  into.interrupted ||= one.interrupted;
 }
 
 function summaryText(result: IngestResult, files: { loaded: number; skipped: number }, dryRun: boolean): string {

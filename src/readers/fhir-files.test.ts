@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -90,6 +90,18 @@ describe.each(MODES)('readFhirFiles (%s)', (_mode, modeOptions) => {
     expect(keys(await collect([file], modeOptions))).toEqual(['Patient/a', 'Patient/b']);
   });
 
+  it('reads a Bundle written one entry per line as a Bundle, not as ndjson', async () => {
+    const file = path.join(tmp, 'lines.json');
+    const entries = [
+      { fullUrl: 'urn:uuid:11111111-2222-4333-8444-555555555555', resource: { resourceType: 'Patient', id: 'p' } },
+      { fullUrl: 'urn:uuid:11111111-2222-4333-8444-666666666666', resource: { resourceType: 'Encounter', id: 'e', subject: { reference: 'urn:uuid:11111111-2222-4333-8444-555555555555' } } },
+    ];
+    writeFileSync(file, `{"resourceType":"Bundle","type":"transaction","entry":[\n${entries.map((e) => JSON.stringify(e)).join(',\n')}\n]}\n`);
+    const items = await collect([file], modeOptions);
+    expect(keys(items)).toEqual(['Patient/p', 'Encounter/e']);
+    expect((resources(items)[1] as unknown as { subject: unknown }).subject).toEqual({ reference: 'Patient/p' });
+  });
+
   it('reads gzipped ndjson and Bundles, detected by magic bytes', async () => {
     const ndjson = readFileSync(path.join(FIXTURES, 'sample/Observation.ndjson'));
     writeFileSync(path.join(tmp, 'obs.data'), gzipSync(ndjson));
@@ -126,6 +138,12 @@ describe.each(MODES)('readFhirFiles (%s)', (_mode, modeOptions) => {
     ]);
   });
 
+  it('yields a resource without id with requireId: false (views over examples)', async () => {
+    const items = await collect(['fixtures/fhir/malformed/missing-id.ndjson'], { ...modeOptions, requireId: false });
+    expect(resources(items).map((r) => r.id)).toEqual(['mal-id-1', undefined, 'mal-id-3']);
+    expect(invalids(items)).toEqual([]);
+  });
+
   it('rejects a resource without id', async () => {
     const items = await collect(['fixtures/fhir/malformed/missing-id.ndjson'], modeOptions);
     expect(keys(items)).toEqual(['Patient/mal-id-1', 'Patient/mal-id-3']);
@@ -154,12 +172,60 @@ describe.each(MODES)('readFhirFiles (%s)', (_mode, modeOptions) => {
     expect(resources(items).map((r) => (r as { birthDate?: unknown }).birthDate)).toEqual(['1990-01-01', 12, '1990-01-01']);
   });
 
+  it('reads searchset, collection, batch and message Bundles alike, absolute fullUrls left as they are', async () => {
+    for (const type of ['searchset', 'collection', 'batch', 'message']) {
+      const file = path.join(tmp, `${type}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({
+          resourceType: 'Bundle',
+          type,
+          total: 2,
+          link: [{ relation: 'self', url: 'https://fhir.example.org/Patient' }],
+          entry: [
+            { fullUrl: 'https://fhir.example.org/Patient/a', resource: { resourceType: 'Patient', id: 'a' }, search: { mode: 'match' } },
+            { fullUrl: 'https://fhir.example.org/Encounter/e', resource: { resourceType: 'Encounter', id: 'e', subject: { reference: 'https://fhir.example.org/Patient/a' } } },
+          ],
+        }),
+      );
+      const items = await collect([file], modeOptions);
+      expect(keys(items)).toEqual(['Patient/a', 'Encounter/e']);
+      expect((resources(items)[1] as unknown as { subject: unknown }).subject).toEqual({ reference: 'https://fhir.example.org/Patient/a' });
+    }
+  });
+
+  it('reads ndjson with CRLF line ends, a byte order mark and blank lines; a Bundle on a line is one resource', async () => {
+    const file = path.join(tmp, 'crlf.ndjson');
+    const bundle = { resourceType: 'Bundle', id: 'b1', type: 'collection', entry: [{ fullUrl: 'urn:uuid:x', resource: { resourceType: 'Patient', id: 'inner' } }] };
+    writeFileSync(file, `\uFEFF{"resourceType":"Patient","id":"a"}\r\n\r\n${JSON.stringify(bundle)}\r\n{"resourceType":"Patient","id":"c"}`);
+    const items = await collect([file], modeOptions);
+    expect(keys(items)).toEqual(['Patient/a', 'Bundle/b1', 'Patient/c']);
+    expect(items.filter((i) => i.kind === 'resource').map((i) => i.line)).toEqual([1, 3, 4]);
+  });
+
+  it('rejects what is not a resource: an array, a bad resourceType, a bad id', async () => {
+    const file = path.join(tmp, 'odd.ndjson');
+    writeFileSync(file, ['[1,2]', '{"resourceType":"patient","id":"a"}', '{"resourceType":"Patient","id":"no spaces allowed"}', '{"resourceType":"Patient","id":"ok"}'].join('\n'));
+    const items = await collect([file], modeOptions);
+    expect(keys(items)).toEqual(['Patient/ok']);
+    expect(invalids(items).map((i) => [i.line, i.reasonCode, i.field])).toEqual([
+      [1, 'NOT_A_RESOURCE', undefined],
+      [2, 'INVALID_RESOURCE_TYPE', 'resourceType'],
+      [3, 'INVALID_ID', 'id'],
+    ]);
+  });
+
   it('keeps decimal digits with numbers: lossless', async () => {
     const file = path.join(tmp, 'obs.json');
-    writeFileSync(file, '{"resourceType":"Observation","id":"o","valueQuantity":{"value":1.50}}');
+    writeFileSync(file, '{"resourceType":"Observation","id":"o","valueQuantity":{"value": 1.50 },"component":[{"valueInteger":7}],"x":[2.0, 1e3]}');
     const [item] = await collect([file], { ...modeOptions, numbers: 'lossless' });
-    const value = (item as { resource: { valueQuantity: { value: unknown } } }).resource.valueQuantity.value;
-    expect(isLosslessNumber(value) && String(value)).toBe('1.50');
+    const resource = (item as unknown as { resource: { valueQuantity: { value: unknown }; x: unknown[] } }).resource;
+    expect(isLosslessNumber(resource.valueQuantity.value) && String(resource.valueQuantity.value)).toBe('1.50');
+    expect(resource.x.map(String)).toEqual(['2.0', '1e3']);
+    // In memory, text whose numbers all print as written goes through JSON.parse: same digits.
+    writeFileSync(file, '{"resourceType":"Observation","id":"o","valueQuantity":{"value":1.5}}');
+    const [plain] = await collect([file], { ...modeOptions, numbers: 'lossless' });
+    expect(String((plain as { resource: { valueQuantity: { value: unknown } } }).resource.valueQuantity.value)).toBe('1.5');
   });
 });
 
@@ -175,6 +241,17 @@ describe('readFhirFiles inputs', () => {
     ]);
     const all = await collect(['fixtures/fhir']);
     expect(all.some((i) => i.source.endsWith('README.md'))).toBe(false);
+  });
+
+  it('follows symbolic links in a folder', async () => {
+    symlinkSync(path.join(FIXTURES, 'sample'), path.join(tmp, 'linked-sample'));
+    symlinkSync(path.join(FIXTURES, 'updates/2-newer.ndjson'), path.join(tmp, 'newer.ndjson'));
+    const items = await collect([tmp]);
+    expect(items.filter((i) => i.kind === 'checkpoint').map((i) => path.relative(tmp, i.source))).toEqual([
+      'linked-sample/Observation.ndjson',
+      'linked-sample/transaction-bundle.json',
+      'newer.ndjson',
+    ]);
   });
 
   it('expands globs', async () => {

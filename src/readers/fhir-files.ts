@@ -53,6 +53,11 @@ export interface ReadFhirFilesOptions {
   numbers?: 'number' | 'lossless';
   /** Files up to this many bytes are parsed in memory (default 16 MiB); 0 streams everything. */
   memoryLimit?: number;
+  /**
+   * false: a resource without `id` is yielded rather than rejected (its `id` is then undefined,
+   * whatever the type says). For evaluating views over examples; never for loading.
+   */
+  requireId?: boolean;
 }
 
 /** Reason codes of `invalid` items. */
@@ -75,6 +80,20 @@ const RESOURCE_TYPE = /^[A-Z][A-Za-z]{1,63}$/;
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 const URN_UUID = /^urn:uuid:([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/;
 const URN_UUID_BYTES = Buffer.from('urn:uuid:');
+/** A JSON number token (or text in a string that looks like one, which only costs time). */
+const NUMBER_TOKEN = /[:,[]\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?=\s*[,\]}])/g;
+
+/**
+ * Whether the text holds a number whose JavaScript form differs from its digits (`1.50`, `1e3`, `-0`,
+ * 17 digits): only such text needs the lossless parse, several times slower than JSON.parse.
+ */
+function mayLoseDigits(text: string): boolean {
+  NUMBER_TOKEN.lastIndex = 0;
+  for (let m = NUMBER_TOKEN.exec(text); m; m = NUMBER_TOKEN.exec(text)) {
+    if (String(Number(m[1])) !== m[1]) return true;
+  }
+  return false;
+}
 
 type Json = Record<string, unknown>;
 
@@ -160,7 +179,7 @@ class ContentReader {
     private readonly options: ReadFhirFilesOptions,
   ) {
     this.lossless = options.numbers === 'lossless';
-    this.parse = this.lossless ? (text) => parseLossless(text) : (text) => JSON.parse(text);
+    this.parse = this.lossless ? (text) => (mayLoseDigits(text) ? parseLossless(text) : JSON.parse(text)) : (text) => JSON.parse(text);
     this.memoryLimit = options.memoryLimit ?? DEFAULT_MEMORY_LIMIT;
   }
 
@@ -250,6 +269,7 @@ class ContentReader {
   }
 
   private lineItem(text: string, line: number): FhirItem | undefined {
+    if (line === 1) text = stripBom(text);
     if (text.trim() === '') return undefined;
     let value: unknown;
     try {
@@ -267,13 +287,13 @@ class ContentReader {
    */
   private async *streamDocument(): AsyncGenerator<FhirItem> {
     const signal = this.options.signal;
-    const refs = this.scan.mayHaveUrnUuid ? new Map<string, string>() : undefined;
+    const refs = this.scan.mayHaveUrnUuid ? new FullUrls() : undefined;
     const spill = new Spill(this.lossless);
     try {
       for await (const event of jsonEvents(this.open(), { lossless: this.lossless, signal })) {
         switch (event.type) {
           case 'entry': {
-            if (refs) collectReference(event.entry, refs);
+            refs?.add(event.entry);
             const item = this.entryItem(event.entry, event.index, refs, true);
             if (item === DEFER) await spill.write(event.index, event.entry);
             else if (item) yield item;
@@ -301,10 +321,10 @@ class ContentReader {
   /** Items of one complete JSON value: a Bundle's entries, or a single resource. */
   private *documentItems(value: unknown, origin: Partial<Origin>): Generator<FhirItem> {
     if (isObject(value) && value.resourceType === 'Bundle' && Array.isArray(value.entry)) {
-      let refs: Map<string, string> | undefined;
+      let refs: FullUrls | undefined;
       if (this.scan.mayHaveUrnUuid) {
-        refs = new Map();
-        for (const entry of value.entry) collectReference(entry, refs);
+        refs = new FullUrls();
+        for (const entry of value.entry) refs.add(entry);
       }
       for (let i = 0; i < value.entry.length; i++) {
         const item = this.entryItem(value.entry[i], i, refs) as FhirItem | undefined;
@@ -316,7 +336,7 @@ class ContentReader {
   }
 
   /** The item of one Bundle entry; undefined for an entry with neither resource nor DELETE (a response). */
-  private entryItem(entry: unknown, index: number, refs: Map<string, string> | undefined, defer = false): FhirItem | undefined | typeof DEFER {
+  private entryItem(entry: unknown, index: number, refs: FullUrls | undefined, defer = false): FhirItem | undefined | typeof DEFER {
     const origin = { entry: index };
     if (!isObject(entry)) return this.invalid(origin, 'NOT_A_RESOURCE', 'a Bundle entry must be a JSON object', undefined, this.raw(entry));
     const request = isObject(entry.request) ? entry.request : undefined;
@@ -330,11 +350,11 @@ class ContentReader {
     return this.resourceItem(resource, origin, refs, defer);
   }
 
-  private deleteItem(url: unknown, origin: Partial<Origin>, refs: Map<string, string> | undefined, defer: boolean): FhirItem | typeof DEFER {
+  private deleteItem(url: unknown, origin: Partial<Origin>, refs: FullUrls | undefined, defer: boolean): FhirItem | typeof DEFER {
     if (typeof url !== 'string') return this.invalid(origin, 'UNSUPPORTED_DELETE', 'a DELETE entry needs request.url', 'request.url');
     let target = url;
     if (url.startsWith('urn:uuid:')) {
-      const resolved = refs?.get(url);
+      const resolved = refs?.resolve(url);
       if (!resolved && defer) return DEFER;
       if (!resolved) return this.invalid(origin, 'UNRESOLVED_REFERENCE', `DELETE ${url} is not the fullUrl of any entry`, 'request.url', url);
       target = resolved;
@@ -348,7 +368,7 @@ class ContentReader {
   }
 
   /** Checks a parsed value is a resource, and resolves its urn:uuid references when in a Bundle. */
-  private resourceItem(value: unknown, origin: Partial<Origin>, refs: Map<string, string> | undefined, defer = false): FhirItem | typeof DEFER {
+  private resourceItem(value: unknown, origin: Partial<Origin>, refs: FullUrls | undefined, defer = false): FhirItem | typeof DEFER {
     if (!isObject(value)) {
       return this.invalid(origin, 'NOT_A_RESOURCE', `expected a FHIR resource (a JSON object), got ${Array.isArray(value) ? 'an array' : typeof value}`, undefined, this.raw(value));
     }
@@ -357,8 +377,8 @@ class ContentReader {
     if (typeof resourceType !== 'string' || !RESOURCE_TYPE.test(resourceType)) {
       return this.invalid(origin, 'INVALID_RESOURCE_TYPE', `resourceType ${JSON.stringify(this.raw(resourceType))} is not a FHIR resource type`, 'resourceType', this.raw(value));
     }
-    if (id === undefined) return this.invalid(origin, 'MISSING_ID', `the ${resourceType} has no id`, 'id', this.raw(value));
-    if (typeof id !== 'string' || !FHIR_ID.test(id)) {
+    if (id === undefined && this.options.requireId !== false) return this.invalid(origin, 'MISSING_ID', `the ${resourceType} has no id`, 'id', this.raw(value));
+    if (id !== undefined && (typeof id !== 'string' || !FHIR_ID.test(id))) {
       return this.invalid(origin, 'INVALID_ID', `the ${resourceType} id is not a FHIR id (1-64 letters, digits, '-' or '.')`, 'id', this.raw(value));
     }
     // A Bundle read as a resource (an ndjson line) keeps its own urn:uuid references as they are.
@@ -447,18 +467,18 @@ function classify(text: string, complete: boolean, file: string): 'ndjson' | 'js
   const namedNdjson = /\.(ndjson|jsonl)(\.gz)?$/i.test(file);
   if (lines.length < 2) return complete || !namedNdjson ? 'json' : 'ndjson';
   if (isJsonObjectText(lines[0])) return 'ndjson';
-  // A bad first line: still ndjson when the next line is a whole object (a pretty-printed
-  // document's second line never is).
-  if (isJsonObjectText(lines[1])) return 'ndjson';
+  // A bad first line is still ndjson when the next line is a whole resource, unless the first line
+  // opens a document (`{"resourceType":"Bundle","entry":[` with one entry per line after it).
+  if (!/[[{,:]$/.test(lines[0].trim()) && isJsonObjectText(lines[1], true)) return 'ndjson';
   return namedNdjson ? 'ndjson' : 'json';
 }
 
-function isJsonObjectText(line: string): boolean {
+function isJsonObjectText(line: string, resource = false): boolean {
   const t = line.trim();
   if (!t.startsWith('{') || !t.endsWith('}')) return false;
   try {
-    JSON.parse(t);
-    return true;
+    const value = JSON.parse(t) as { resourceType?: unknown };
+    return !resource || typeof value.resourceType === 'string';
   } catch {
     return false;
   }
@@ -478,13 +498,38 @@ function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !isLosslessNumber(value);
 }
 
-/** Records `urn:uuid:X → Type/id` for one Bundle entry. */
-function collectReference(entry: unknown, refs: Map<string, string>): void {
-  if (!isObject(entry) || typeof entry.fullUrl !== 'string' || !entry.fullUrl.startsWith('urn:uuid:')) return;
-  const resource = entry.resource;
-  if (!isObject(resource) || typeof resource.resourceType !== 'string') return;
-  const id = typeof resource.id === 'string' ? resource.id : URN_UUID.exec(entry.fullUrl)?.[1];
-  if (id) refs.set(copyString(entry.fullUrl), copyString(`${resource.resourceType}/${id}`));
+/**
+ * The `urn:uuid:` fullUrls of a Bundle and the `Type/id` each stands for. It lives as long as the
+ * Bundle is read, so it is kept small: keyed by the uuid, the value only the type name (one shared
+ * string per type) when the id is the uuid itself, as it nearly always is.
+ */
+class FullUrls {
+  private readonly byUuid = new Map<string, string>();
+  private readonly types = new Map<string, string>();
+
+  /** Records one Bundle entry's fullUrl, when it is a urn:uuid and the entry holds a resource. */
+  add(entry: unknown): void {
+    if (!isObject(entry) || typeof entry.fullUrl !== 'string' || !entry.fullUrl.startsWith('urn:uuid:')) return;
+    const resource = entry.resource;
+    if (!isObject(resource) || typeof resource.resourceType !== 'string') return;
+    const uuid = entry.fullUrl.slice('urn:uuid:'.length);
+    const id = typeof resource.id === 'string' ? resource.id : URN_UUID.test(entry.fullUrl) ? uuid : undefined;
+    if (!id) return;
+    let type = this.types.get(resource.resourceType);
+    if (type === undefined) {
+      type = copyString(resource.resourceType);
+      this.types.set(type, type);
+    }
+    this.byUuid.set(copyString(uuid), id === uuid ? type : copyString(`${type}/${id}`));
+  }
+
+  /** `Type/id` of a `urn:uuid:…` reference, or undefined when no entry declares it. */
+  resolve(reference: string): string | undefined {
+    const uuid = reference.slice('urn:uuid:'.length);
+    const target = this.byUuid.get(uuid);
+    if (target === undefined) return undefined;
+    return target.includes('/') ? target : `${target}/${uuid}`;
+  }
 }
 
 /**
@@ -496,7 +541,7 @@ function copyString(s: string): string {
 }
 
 /** Rewrites every `reference: "urn:uuid:…"` found in refs; collects the paths of those not found. */
-function resolveReferences(node: unknown, refs: Map<string, string> | undefined, at: string, unresolved: string[]): void {
+function resolveReferences(node: unknown, refs: FullUrls | undefined, at: string, unresolved: string[]): void {
   if (Array.isArray(node)) {
     for (let i = 0; i < node.length; i++) {
       const v = node[i];
@@ -510,7 +555,7 @@ function resolveReferences(node: unknown, refs: Map<string, string> | undefined,
     const v = obj[key];
     if (key === 'reference' && typeof v === 'string') {
       if (v.startsWith('urn:uuid:')) {
-        const resolved = refs?.get(v);
+        const resolved = refs?.resolve(v);
         if (resolved) obj[key] = resolved;
         else unresolved.push(at ? `${at}.reference` : 'reference');
       }

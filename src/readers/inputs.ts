@@ -58,8 +58,10 @@ async function walk(dir: string): Promise<string[]> {
   for (const entry of entries) {
     if (entry.name.startsWith('.')) continue;
     const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await walk(full)));
-    else if (entry.isFile() && DATA_FILE.test(entry.name)) out.push(full);
+    // A symbolic link counts as what it points to (a drop folder may link to data elsewhere).
+    const target = entry.isSymbolicLink() ? await stat(full).catch(() => undefined) : entry;
+    if (target?.isDirectory()) out.push(...(await walk(full)));
+    else if (target?.isFile() && DATA_FILE.test(entry.name)) out.push(full);
   }
   return out;
 }

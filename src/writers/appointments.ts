@@ -11,8 +11,6 @@ export interface WriteContext {
   /** File the rows came from. */
   source: string;
   runId: number | null;
-  /** The run's clock, stored as `updated_at` of changed rows. */
-  now: Date;
 }
 
 export interface WriteResult {
@@ -44,7 +42,7 @@ export async function writePatients(trx: Knex.Transaction, rows: PatientRow[], c
   if (rows.length === 0) return { written: 0, unchanged: 0 };
   const unique = lastByKey(rows, (r) => r.nhs_number);
   const changed = await trx('patients')
-    .insert(unique.map((r) => ({ ...r, source: ctx.source, run_id: ctx.runId, updated_at: ctx.now })))
+    .insert(unique.map((r) => ({ ...r, source: ctx.source, run_id: ctx.runId, updated_at: trx.fn.now() })))
     .onConflict('nhs_number')
     .merge(['name', 'date_of_birth', 'postcode', 'source', 'run_id', 'updated_at'])
     .whereRaw(
@@ -93,7 +91,7 @@ export async function writeAppointments(
   if (accepted.length === 0) return { written: 0, unchanged: 0, refused };
   const unique = lastByKey(accepted, (r) => r.id);
   const changed = await trx('appointments')
-    .insert(unique.map((r) => ({ ...r, source: ctx.source, run_id: ctx.runId, updated_at: ctx.now })))
+    .insert(unique.map((r) => ({ ...r, source: ctx.source, run_id: ctx.runId, updated_at: trx.fn.now() })))
     .onConflict('id')
     .merge(['patient', 'status', 'starts_at', 'duration', 'clinician', 'department', 'postcode', 'source', 'run_id', 'updated_at'])
     .whereRaw(
@@ -106,13 +104,14 @@ export async function writeAppointments(
 
 /**
  * Every appointment still `active` after its end (start + duration) as of `now` becomes `missed`.
- * Returns how many changed.
+ * Returns how many changed. `updated_at` is the database's time of the change (what `--since` exports
+ * go by), not the run clock, which may be set back for a replay.
  */
 export async function markMissed(trx: Knex.Transaction, now: Date, runId: number | null): Promise<number> {
   const changed = await trx('appointments')
     .where('status', 'active')
     .whereRaw(`starts_at + duration * interval '1 minute' < ?`, [now])
-    .update({ status: 'missed', run_id: runId, updated_at: now })
+    .update({ status: 'missed', run_id: runId, updated_at: trx.fn.now() })
     .returning('id');
   return changed.length;
 }

@@ -85,8 +85,8 @@ function importMode(flags: ImportFlags): ImportMode {
 }
 
 /** The command line as the user gave it (for the ledger; secrets are redacted there). */
-function givenArgs(sub: string, term: string | undefined, command: Command): string[] {
-  const args = [sub, ...(term !== undefined ? [term] : [])];
+function givenArgs(term: string | undefined, command: Command): string[] {
+  const args = term !== undefined ? [term] : [];
   for (const [key, value] of Object.entries(command.opts())) {
     if (value === undefined || value === false) continue;
     const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -130,7 +130,7 @@ export function registerDirectoryLookup(program: Command, state: CliState): void
       await runCommand(
         state,
         flags,
-        { name: 'directory-lookup import', target: new URL(directory.baseUrl).host, argv: givenArgs('import', term, command) },
+        { name: 'directory-lookup import', target: new URL(directory.baseUrl).host, argv: givenArgs(term, command) },
         async ({ db, ledger, reporter, signal, now }) =>
           runImport(mode, options, directory, { knex: db.knex, ledger, reporter, dryRun: settings.dryRun, signal, now }),
       );

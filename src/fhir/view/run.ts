@@ -52,7 +52,9 @@ export async function runViewOverFiles(options: ViewRunOptions): Promise<ViewRun
     options.onReject?.(r);
   };
   // Lossless numbers: a decimal column shows the digits of the file (`1.50`), as FHIR requires.
-  for await (const item of readFhirFiles(options.inputs, { cwd: options.cwd, stdin: options.stdin, signal: options.signal, numbers: 'lossless' })) {
+  // A view can be tried on examples that have no id (getResourceKey() is then null).
+  const items = readFhirFiles(options.inputs, { cwd: options.cwd, stdin: options.stdin, signal: options.signal, numbers: 'lossless', requireId: false });
+  for await (const item of items) {
     switch (item.kind) {
       case 'resource': {
         counts.resources++;
@@ -67,7 +69,7 @@ export async function runViewOverFiles(options: ViewRunOptions): Promise<ViewRun
             source: item.source,
             line: item.line,
             entry: item.entry,
-            record: `${item.resource.resourceType}/${item.resource.id}`,
+            record: item.resource.id === undefined ? undefined : `${item.resource.resourceType}/${item.resource.id}`,
             reasonCode: 'INVALID_VALUE',
             field: err.context.field,
             message: err.message,
