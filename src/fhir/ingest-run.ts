@@ -12,6 +12,7 @@ import { formatTable } from '../cli/output.js';
 import type { Reporter } from '../cli/output.js';
 import { ensureFlatTable } from '../writers/flat-table.js';
 import { ensureHistory } from '../db/history.js';
+import { ensureCodingsExtras } from './codings.js';
 import type { FhirItem } from './input.js';
 import { DEFAULT_BATCH_SIZE, ingestFhir, type CheckpointHandler, type IngestResult, type TypeCounts } from './ingest.js';
 import { flatView, loadShippedViews, tablesOf } from './views.js';
@@ -83,11 +84,14 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
   let skipped = 0;
   let serverSource: ServerSource | undefined;
   try {
+    let created = false;
     for (const table of tables) {
-      await ensureFlatTable(q, table);
+      created = (await ensureFlatTable(q, table)) === 'created' || created;
       // a --view table created now gets row history like the shipped ones (a no-op once attached)
       await ensureHistory(q, table.table);
     }
+    // The codings table, when created here, gets its derived columns and the diseases view.
+    if (created) await ensureCodingsExtras(q as Knex);
     const done = options.fullRefresh ? new Map<string, string>() : await filesDone(q);
     const skip = (file: FileFingerprint) => {
       const same = done.get(file.path) === `${file.size}:${file.sha256}`;

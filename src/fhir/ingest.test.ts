@@ -127,11 +127,11 @@ describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
   it('fills one table from several views that share its name', async () => {
     // not `codings`: the shipped table of that name (migration 620) has other columns
     const codings = (resource: string) => ({
-      file: `codes-${resource}`,
+      file: `test-codes-${resource}`,
       view: compileView({ resourceType: 'ViewDefinition', name: 'test_codes', resource, select: [{ column: [{ name: 'id', path: 'getResourceKey()' }] }, { forEach: 'code.coding', column: [{ name: 'code', path: 'code' }] }] }),
     });
     const extra = ['Condition', 'Observation'].map((r) => ({ ...codings(r), table: tableSpecOf(codings(r).view) }));
-    for (const t of tablesOf(extra)) await ensureFlatTable(ctx.db.knex, t);
+    for (const t of tablesOf([...views, ...extra])) await ensureFlatTable(ctx.db.knex, t);
     const coded = (resourceType: string, id: string, ...codes: string[]) =>
       ({ kind: 'resource', source: 's', resource: { resourceType, id, code: { coding: codes.map((code) => ({ code })) } } }) as FhirItem;
     await run([coded('Condition', 'c1', 'x', 'y'), coded('Observation', 'o1', 'z')], { views: [...views, ...extra] });

@@ -36,8 +36,9 @@ const INFORMATION_SCHEMA_TYPE: Record<ColumnSqlType, string> = {
 };
 
 /**
- * The columns of `table` in the current schema, in order, with their information_schema data types; [] when it does not exist.
- * Generated columns are not the view's (e.g. `codings.system_name`, computed from `system`) and are left out.
+ * The columns of `table` in the current schema, in order, with their information_schema data types; []
+ * when it does not exist. Generated columns are left out: derived by the database (e.g. a code system's
+ * name added by a migration), they are not written, so they do not change the table's shape for a view.
  */
 export async function existingColumns(knex: Knex | Knex.Transaction, table: string): Promise<{ name: string; dataType: string }[]> {
   const result = await knex.raw<{ rows: { column_name: string; data_type: string }[] }>(

@@ -31,7 +31,8 @@ const STAGE_COLUMNS: TableColumn[] = [
   { name: 'id', sqlType: 'text' },
   { name: 'version_id', sqlType: 'text' },
   { name: 'last_updated', sqlType: 'timestamptz' },
-  { name: 'resource', sqlType: 'jsonb' },
+  // text, parsed to jsonb once by the merge: staging stores it as it came, uncompressed below 2 kB
+  { name: 'resource', sqlType: 'text' },
   { name: 'content_hash', sqlType: 'text' },
   { name: 'source', sqlType: 'text' },
 ];
@@ -92,7 +93,7 @@ export async function mergeDocuments(
   );
   const result = await trx.raw<{ rows: { resource_type: string; id: string }[] }>(
     `insert into ?? as t (resource_type, id, version_id, last_updated, resource, content_hash, deleted, source, run_id, loaded_at)
-     select resource_type, id, version_id, last_updated, resource, content_hash, false, source, ?::bigint, now() from ${STAGE}
+     select resource_type, id, version_id, last_updated, resource::jsonb, content_hash, false, source, ?::bigint, now() from ${STAGE}
      on conflict (resource_type, id) do update set
        version_id = excluded.version_id, last_updated = excluded.last_updated, resource = excluded.resource,
        content_hash = excluded.content_hash, deleted = false, source = excluded.source, run_id = excluded.run_id,

@@ -28,7 +28,7 @@ export function registerIngestFhir(program: Command, state: CliState): void {
       .argument('[paths...]', 'files, folders (recursive), globs, or - for stdin')
       .option('--view <file>', 'a ViewDefinition whose table to fill too (repeatable; its table is created on first use)', (v: string, all: string[]) => [...all, v], [])
       .option('--full-refresh', 'reload every file, even those loaded before and unchanged')
-      .option('--batch-size <n>', 'resources per transaction (default 1000)', wholeNumber('--batch-size'))
+      .option('--batch-size <n>', 'resources per transaction, at most (default 5000; a batch also ends at 16 MB of JSON)', wholeNumber('--batch-size'))
       .option('--workers <n>', 'worker processes sharing the files through a queue in the database (needs a Postgres server)', wholeNumber('--workers'))
       .option('--queue <name>', 'join a shared work queue of this name (run the same command on several hosts)')
       .option('--lease <seconds>', 'how long a worker holds a file without renewing its claim (default 120)', wholeNumber('--lease'))
