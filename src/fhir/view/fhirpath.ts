@@ -150,10 +150,131 @@ function member(input: Collection, name: string): Collection {
 }
 
 function choiceValue(item: Record<string, unknown>, name: string): unknown {
+  const first = name.charCodeAt(0);
   for (const key in item) {
-    if (key.length > name.length && key.startsWith(name) && CHOICE_SUFFIXES.has(key.slice(name.length))) return item[key];
+    // The first character is a cheap test before startsWith and the set lookup.
+    if (key.charCodeAt(0) === first && key.length > name.length && key.startsWith(name) && CHOICE_SUFFIXES.has(key.slice(name.length))) return item[key];
   }
   return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Member paths: `code.coding.first().system` walked in one step, without a collection per member
+
+/**
+ * One member of a path, with what member() would check. A LosslessNumber is a JS object whose own
+ * keys (`value`, `isLosslessNumber`) and methods must not read as FHIR children; for every other
+ * name, reading it from a LosslessNumber gives nothing, so the (costly) check can be left out.
+ */
+interface PathMember {
+  name: string;
+  checkLossless: boolean;
+}
+
+function pathMember(name: string): PathMember {
+  return { name, checkLossless: name === 'value' || name === 'isLosslessNumber' || name in LosslessNumber.prototype };
+}
+
+/** The child named `m` of one item, as member() reads it (undefined when there is none). */
+function childOf(item: unknown, m: PathMember): unknown {
+  if (item === null || typeof item !== 'object' || (m.checkLossless && isLosslessNumber(item))) return undefined;
+  let v = (item as Record<string, unknown>)[m.name];
+  if (v === undefined) v = choiceValue(item as Record<string, unknown>, m.name);
+  return v === null ? undefined : v;
+}
+
+/** Appends what `names[i..]` gives from one item to out, in member()'s order. */
+function collectPath(item: unknown, names: readonly PathMember[], i: number, out: unknown[]): void {
+  const v = childOf(item, names[i]!);
+  if (v === undefined) return;
+  const last = i === names.length - 1;
+  if (Array.isArray(v)) {
+    for (const e of v) {
+      if (e === null || e === undefined) continue;
+      if (last) out.push(e);
+      else collectPath(e, names, i + 1, out);
+    }
+  } else if (last) out.push(v);
+  else collectPath(v, names, i + 1, out);
+}
+
+/** What `names` gives from one item; a path of single values allocates only the result. */
+function pathFrom(item: unknown, names: readonly PathMember[]): Collection {
+  let current = item;
+  for (let i = 0; i < names.length; i++) {
+    const v = childOf(current, names[i]!);
+    if (v === undefined) return EMPTY;
+    if (Array.isArray(v)) {
+      const out: unknown[] = [];
+      const last = i === names.length - 1;
+      for (const e of v) {
+        if (e === null || e === undefined) continue;
+        if (last) out.push(e);
+        else collectPath(e, names, i + 1, out);
+      }
+      return out.length ? out : EMPTY;
+    }
+    current = v;
+  }
+  return [current];
+}
+
+/** The first item `names` gives from one item (`path.first()`), or undefined; stops at the first. */
+function firstOfPath(item: unknown, names: readonly PathMember[], start: number): unknown {
+  let current = item;
+  for (let i = start; i < names.length; i++) {
+    const v = childOf(current, names[i]!);
+    if (v === undefined) return undefined;
+    if (Array.isArray(v)) {
+      const last = i === names.length - 1;
+      for (const e of v) {
+        if (e === null || e === undefined) continue;
+        const found = last ? e : firstOfPath(e, names, i + 1);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    }
+    current = v;
+  }
+  return current;
+}
+
+/** A run of members, then first() or not. */
+interface PathSegment {
+  names: PathMember[];
+  first: boolean;
+}
+
+/** Evaluates segments on a collection: one state variable for a single item, a collection otherwise. */
+function runPath(segments: readonly PathSegment[], input: Collection): Collection {
+  let many: Collection | undefined = input;
+  let one: unknown;
+  for (const segment of segments) {
+    const names = segment.names;
+    if (segment.first) {
+      let found: unknown;
+      if (many) {
+        for (const item of many) {
+          found = firstOfPath(item, names, 0);
+          if (found !== undefined) break;
+        }
+      } else found = firstOfPath(one, names, 0);
+      if (found === undefined) return EMPTY;
+      one = found;
+      many = undefined;
+    } else {
+      if (many) {
+        if (many.length === 1) many = pathFrom(many[0], names);
+        else {
+          const out: unknown[] = [];
+          for (const item of many) collectPath(item, names, 0, out);
+          many = out;
+        }
+      } else many = pathFrom(one, names);
+      if (many.length === 0) return EMPTY;
+    }
+  }
+  return many ?? [one];
 }
 
 /** Runtime type test for ofType / is / as, by JSON shape since no model is loaded. */
@@ -868,22 +989,61 @@ class Compiler {
   }
 
   private member(node: Extract<Node, { kind: 'member' }>): Compiled {
-    const name = node.name;
-    if (!node.base) {
-      // `Patient.name`: a leading type name selects the resource itself when it is of that type.
-      if (/^[A-Z]/.test(name)) {
-        return {
-          fn: (input) => {
-            const first = input[0] as { resourceType?: unknown } | undefined;
-            if (input.length === 1 && first !== null && typeof first === 'object' && first.resourceType === name) return input;
-            return member(input, name);
-          },
-        };
-      }
-      return { fn: (input) => member(input, name) };
+    return this.path(node);
+  }
+
+  /**
+   * A chain of members and first() calls (`category.first().coding.first().code`) compiled to one
+   * walk over the resource, on top of whatever precedes the chain.
+   */
+  private path(node: Node): Compiled {
+    const steps: (string | null)[] = []; // member names, null for first(); outermost first
+    let inner: Node | undefined = node;
+    while (inner) {
+      if (inner.kind === 'member') {
+        steps.push(inner.name);
+        inner = inner.base;
+      } else if (inner.kind === 'call' && inner.name === 'first' && inner.args.length === 0) {
+        steps.push(null);
+        inner = inner.base;
+      } else break;
     }
-    const base = this.compile(node.base).fn;
-    return { fn: (input, ctx) => member(base(input, ctx), name) };
+    steps.reverse();
+    const base = inner ? this.compile(inner) : undefined;
+    const segmentsOf = (from: number): PathSegment[] => {
+      const segments: PathSegment[] = [];
+      let names: PathMember[] = [];
+      for (let i = from; i < steps.length; i++) {
+        const step = steps[i];
+        if (step === null) {
+          segments.push({ names, first: true });
+          names = [];
+        } else names.push(pathMember(step));
+      }
+      if (names.length) segments.push({ names, first: false });
+      return segments;
+    };
+    const segments = segmentsOf(0);
+    // first() keeps its input's type; a member's type is not known without a model.
+    const type = steps.every((s) => s === null) ? base?.type : undefined;
+    const typed = type ? { type } : {};
+    if (base) {
+      const b = base.fn;
+      return { fn: (input, ctx) => runPath(segments, b(input, ctx)), ...typed };
+    }
+    const head = steps[0];
+    if (typeof head === 'string' && /^[A-Z]/.test(head)) {
+      // `Patient.name`: a leading type name selects the resource itself when it is of that type.
+      const afterHead = segmentsOf(1);
+      return {
+        fn: (input) => {
+          const first = input[0] as { resourceType?: unknown } | undefined;
+          if (input.length === 1 && first !== null && typeof first === 'object' && first.resourceType === head) return runPath(afterHead, input);
+          return runPath(segments, input);
+        },
+      };
+    }
+    return { fn: (input) => runPath(segments, input), ...typed };
   }
 
   private call(node: Extract<Node, { kind: 'call' }>): Compiled {
@@ -893,6 +1053,7 @@ class Compiler {
       const expected = spec.min === spec.max ? `${spec.min}` : `${spec.min} to ${spec.max}`;
       throw new FhirPathCompileError(`${node.name}() takes ${expected} argument${spec.max === 1 ? '' : 's'}, got ${node.args.length}`);
     }
+    if (node.name === 'first' && node.args.length === 0) return this.path(node);
     const base = node.base ? this.compile(node.base) : { fn: identity };
     return spec.compile(this, base, node.args, node);
   }
