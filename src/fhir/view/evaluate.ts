@@ -117,7 +117,9 @@ function repeatFoci(paths: ((input: Collection, ctx: EvaluationContext) => Colle
 }
 
 function evaluateBody(select: SelectPlan, input: Collection, context: EvaluationContext): Row[] {
-  const own: Row = select.columns.map((c) => columnValue(c, input, context));
+  const columns = select.columns;
+  const own: Row = new Array(columns.length);
+  for (let i = 0; i < columns.length; i++) own[i] = columnValue(columns[i]!, input, context);
   let rows: Row[] = [own];
   for (const nested of select.select) {
     rows = product(rows, evaluateSelect(nested, input, context));
@@ -132,6 +134,8 @@ function evaluateBody(select: SelectPlan, input: Collection, context: Evaluation
 }
 
 function product(left: Row[], right: Row[]): Row[] {
+  // A select without columns of its own (the root, most often) adds nothing to the rows under it.
+  if (left.length === 1 && left[0]!.length === 0) return right;
   if (left.length === 1 && right.length === 1) return [left[0]!.concat(right[0])];
   const out: Row[] = [];
   for (const l of left) for (const r of right) out.push(l.concat(r));

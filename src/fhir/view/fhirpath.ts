@@ -372,16 +372,27 @@ function boundary(v: unknown, type: string | undefined, high: boolean, precision
 // ---------------------------------------------------------------------------------------------
 // References
 
+const REFERENCE_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+const REFERENCE_TYPE = /^[A-Z][A-Za-z]+$/;
+
 /** The id part of a `Type/id` reference (absolute, versioned or relative), if its type matches. */
 function referenceKey(ref: unknown, type?: string): string | undefined {
   if (ref === null || typeof ref !== 'object') return undefined;
   const reference = (ref as { reference?: unknown }).reference;
   if (typeof reference !== 'string') return undefined;
-  const uuid = /^urn:uuid:(.+)$/.exec(reference);
+  const uuid = reference.startsWith('urn:uuid:') ? /^urn:uuid:(.+)$/.exec(reference) : null;
   if (uuid) {
     const declared = (ref as { type?: unknown }).type;
     if (type && typeof declared === 'string' && declared !== type) return undefined;
     return uuid[1];
+  }
+  // The common `Type/id`: one slash, checked without the general expression below.
+  const slash = reference.indexOf('/');
+  if (slash > 0 && reference.indexOf('/', slash + 1) < 0) {
+    const id = reference.slice(slash + 1);
+    if (!REFERENCE_ID.test(id)) return undefined;
+    if (type) return reference.length === type.length + 1 + id.length && reference.startsWith(type) && REFERENCE_TYPE.test(type) ? id : undefined;
+    return REFERENCE_TYPE.test(reference.slice(0, slash)) ? id : undefined;
   }
   const m = /(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(reference);
   if (!m) return undefined;
