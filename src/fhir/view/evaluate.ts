@@ -16,7 +16,10 @@ const JSON_STRING_TYPES = new Set(['string', 'code', 'id', 'uri', 'url', 'canoni
 
 /** Returns a function giving the rows of the view for one resource (none when the resource is of another type). */
 export function rowEvaluator(plan: ViewPlan): (resource: unknown) => Record<string, unknown>[] {
-  const names = plan.columns.map((c) => c.name);
+  // Column names are SQL identifiers, checked unique when the view was compiled: a record is an
+  // object literal of a fixed shape, which V8 builds much faster than one filled key by key.
+  const fields = plan.columns.map((c, i) => `${JSON.stringify(c.name)}: row[${i}]`).join(', ');
+  const toRecord = new Function('row', `return { ${fields} };`) as (row: Row) => Record<string, unknown>;
   return (resource) => {
     if (resource === null || typeof resource !== 'object' || (resource as { resourceType?: unknown }).resourceType !== plan.resource) {
       return [];
@@ -27,11 +30,9 @@ export function rowEvaluator(plan: ViewPlan): (resource: unknown) => Record<stri
       if (!passes(where.expression.evaluate, where.expression.expression, where.location, input, context)) return [];
     }
     const rows = evaluateSelect(plan.root, input, context);
-    return rows.map((row) => {
-      const record: Record<string, unknown> = {};
-      for (let i = 0; i < names.length; i++) record[names[i]!] = row[i];
-      return record;
-    });
+    const records: Record<string, unknown>[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) records[i] = toRecord(rows[i]!);
+    return records;
   };
 }
 
