@@ -252,6 +252,16 @@ function runPath(segments: readonly PathSegment[], input: Collection): Collectio
   for (const segment of segments) {
     const names = segment.names;
     if (segment.first) {
+      if (many && names.length === 0) {
+        // A plain first(): a collection of one is its own first.
+        if (many.length <= 1) {
+          if (many.length === 0) return EMPTY;
+          continue;
+        }
+        one = many[0];
+        many = undefined;
+        continue;
+      }
       let found: unknown;
       if (many) {
         for (const item of many) {
@@ -790,6 +800,11 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
     },
   },
   getResourceKey: collectionFn((input) => {
+    if (input.length === 1) {
+      const r = input[0];
+      const id = r !== null && typeof r === 'object' ? (r as { id?: unknown }).id : undefined;
+      return typeof id === 'string' ? [id] : EMPTY;
+    }
     const out: unknown[] = [];
     for (const r of input) {
       const id = r !== null && typeof r === 'object' ? (r as { id?: unknown }).id : undefined;
@@ -805,8 +820,13 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
       const b = base.fn;
       return {
         fn: (input, ctx) => {
+          const refs = b(input, ctx);
+          if (refs.length === 1) {
+            const key = referenceKey(refs[0], type);
+            return key === undefined ? EMPTY : [key];
+          }
           const out: unknown[] = [];
-          for (const ref of b(input, ctx)) {
+          for (const ref of refs) {
             const key = referenceKey(ref, type);
             if (key !== undefined) out.push(key);
           }
