@@ -382,7 +382,16 @@ function boundary(v: unknown, type: string | undefined, high: boolean, precision
 // ---------------------------------------------------------------------------------------------
 // References
 
-const REFERENCE_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+/** Whether s is a FHIR id (`[A-Za-z0-9\-.]{1,64}`), tested by character codes. */
+function isReferenceId(s: string): boolean {
+  if (s.length === 0 || s.length > 64) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // 0-9, A-Z, a-z, '-', '.'
+    if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 45 || c === 46)) return false;
+  }
+  return true;
+}
 const REFERENCE_TYPE = /^[A-Z][A-Za-z]+$/;
 
 /** The id part of a `Type/id` reference (absolute, versioned or relative), if its type matches. */
@@ -400,7 +409,7 @@ function referenceKey(ref: unknown, type?: string): string | undefined {
   const slash = reference.indexOf('/');
   if (slash > 0 && reference.indexOf('/', slash + 1) < 0) {
     const id = reference.slice(slash + 1);
-    if (!REFERENCE_ID.test(id)) return undefined;
+    if (!isReferenceId(id)) return undefined;
     if (type) return reference.length === type.length + 1 + id.length && reference.startsWith(type) && REFERENCE_TYPE.test(type) ? id : undefined;
     return REFERENCE_TYPE.test(reference.slice(0, slash)) ? id : undefined;
   }
@@ -726,9 +735,27 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
         const parent = receiver.base ? c.compile(receiver.base).fn : identity;
         const name = receiver.name;
         const choice = name + capitalize(bare);
+        const choiceMember = pathMember(choice);
         return {
           fn: (input, ctx) => {
             const items = parent(input, ctx);
+            if (items.length === 1) {
+              // The same as below for one item, without the copies.
+              const item = items[0];
+              let out: unknown[] | undefined;
+              const chosen = childOf(item, choiceMember);
+              if (Array.isArray(chosen)) {
+                out = [];
+                for (const e of chosen) if (e !== null && e !== undefined) out.push(e);
+              } else if (chosen !== undefined) out = [chosen];
+              if (item !== null && typeof item === 'object') {
+                const direct = (item as Record<string, unknown>)[name];
+                if (direct !== undefined && direct !== null) {
+                  for (const v of Array.isArray(direct) ? direct : [direct]) if (isOfType(v, bare)) (out ??= []).push(v);
+                }
+              }
+              return out && out.length ? out : EMPTY;
+            }
             const out = member(items, choice);
             for (const item of items) {
               if (item === null || typeof item !== 'object') continue;
