@@ -4,7 +4,7 @@
  * producing rows with their values converted to the column types.
  */
 import { CarepipeError } from '../../errors.js';
-import { FhirPathEvaluationError, type Collection, type EvaluationContext } from './fhirpath.js';
+import { FhirPathEvaluationError, MANY_ITEMS, NO_ITEM, type Collection, type EvaluationContext } from './fhirpath.js';
 import type { ColumnPlan, SelectPlan, ViewPlan } from './definition.js';
 import { isLosslessNumber } from 'lossless-json';
 import { ColumnTypeError, toColumnValue, toPlainJson } from './types.js';
@@ -146,13 +146,19 @@ function product(left: Row[], right: Row[]): Row[] {
 function columnValue(plan: ColumnPlan, input: Collection, context: EvaluationContext): unknown {
   const { column } = plan;
   try {
-    const result = plan.expression.evaluate(input, context);
-    if (column.collection) return result.map(toPlainJson);
-    if (result.length === 0) return null;
-    if (result.length > 1) {
-      throw new ColumnTypeError(`gave ${result.length} values; set "collection": true or pick one (first(), where(...))`);
-    }
-    const value = result[0];
+    const expression = plan.expression;
+    let value: unknown = MANY_ITEMS;
+    if (expression.evaluateItem && input.length === 1) value = expression.evaluateItem(input[0]);
+    if (value === NO_ITEM) return column.collection ? [] : null;
+    if (value === MANY_ITEMS) {
+      const result = expression.evaluate(input, context);
+      if (column.collection) return result.map(toPlainJson);
+      if (result.length === 0) return null;
+      if (result.length > 1) {
+        throw new ColumnTypeError(`gave ${result.length} values; set "collection": true or pick one (first(), where(...))`);
+      }
+      value = result[0];
+    } else if (column.collection) return [toPlainJson(value)];
     // A declared type whose JSON form is a string (date, code, …) does not take a JSON number or boolean.
     if (column.fhirType && JSON_STRING_TYPES.has(column.fhirType) && (typeof value === 'number' || typeof value === 'boolean' || isLosslessNumber(value))) {
       throw new ColumnTypeError(`expected a ${column.fhirType} (a JSON string), got a ${typeof value === 'boolean' ? 'boolean' : 'number'}`);

@@ -31,7 +31,18 @@ export interface CompiledFhirPath {
   evaluate: Evaluator;
   /** The FHIR or System type of every item, when the expression alone tells it (`exists()` → boolean). */
   type?: string;
+  /**
+   * The same on a single input item, when the expression is a plain path: the one item it gives,
+   * NO_ITEM for none, or MANY_ITEMS when there may be more than one (then call evaluate).
+   * Saves the collections of the common case, a path that gives one value.
+   */
+  evaluateItem?: (item: unknown) => unknown;
 }
+
+/** evaluateItem's answer for an empty result. */
+export const NO_ITEM: unique symbol = Symbol('no item');
+/** evaluateItem's answer when the result needs a collection: evaluate() gives it. */
+export const MANY_ITEMS: unique symbol = Symbol('many items');
 
 /** A problem that makes an expression unusable: bad syntax, unknown function, unknown constant. */
 export class FhirPathCompileError extends Error {
@@ -64,12 +75,19 @@ export function compileFhirPath(expression: string, options: CompileOptions = {}
     throw err;
   }
   const compiled = new Compiler(options.constants ?? new Map()).compile(tree);
-  return { expression, evaluate: compiled.fn, ...(compiled.type ? { type: compiled.type } : {}) };
+  return {
+    expression,
+    evaluate: compiled.fn,
+    ...(compiled.type ? { type: compiled.type } : {}),
+    ...(compiled.item ? { evaluateItem: compiled.item } : {}),
+  };
 }
 
 interface Compiled {
   fn: Evaluator;
   type?: string;
+  /** See CompiledFhirPath.evaluateItem. */
+  item?: (item: unknown) => unknown;
 }
 
 const identity: Evaluator = (input) => input;
@@ -243,6 +261,29 @@ function firstOfPath(item: unknown, names: readonly PathMember[], start: number)
 interface PathSegment {
   names: PathMember[];
   first: boolean;
+}
+
+/** runPath on one item, for CompiledFhirPath.evaluateItem. */
+function itemOfPath(segments: readonly PathSegment[], item: unknown): unknown {
+  let current = item;
+  for (const segment of segments) {
+    const names = segment.names;
+    if (segment.first) {
+      current = firstOfPath(current, names, 0);
+      if (current === undefined) return NO_ITEM;
+      continue;
+    }
+    for (let i = 0; i < names.length; i++) {
+      const v = childOf(current, names[i]!);
+      if (v === undefined) return NO_ITEM;
+      if (Array.isArray(v)) {
+        const only = v.length === 1 ? v[0] : undefined;
+        if (only === undefined || only === null) return MANY_ITEMS; // let runPath sort out the rest
+        current = only;
+      } else current = v;
+    }
+  }
+  return current;
 }
 
 /** Evaluates segments on a collection: one state variable for a single item, a collection otherwise. */
@@ -1101,7 +1142,7 @@ class Compiler {
         },
       };
     }
-    return { fn: (input) => runPath(segments, input), ...typed };
+    return { fn: (input) => runPath(segments, input), item: (item) => itemOfPath(segments, item), ...typed };
   }
 
   private call(node: Extract<Node, { kind: 'call' }>): Compiled {
