@@ -886,7 +886,18 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
     compile: (_c, base, args) => {
       const type = args[0] ? typeName(args[0]).replace(/^FHIR\./, '') : undefined;
       const b = base.fn;
+      const bItem = base.item;
       return {
+        ...(bItem
+          ? {
+              item: (item: unknown) => {
+                const ref = bItem(item);
+                if (ref === NO_ITEM || ref === MANY_ITEMS) return ref;
+                const key = referenceKey(ref, type);
+                return key === undefined ? NO_ITEM : key;
+              },
+            }
+          : {}),
         fn: (input, ctx) => {
           const refs = b(input, ctx);
           if (refs.length === 1) {
@@ -1018,7 +1029,7 @@ class Compiler {
       case 'literal': {
         const value = node.type === 'decimal' ? new LosslessNumber(node.value as string) : node.value;
         const result = [value];
-        return { fn: () => result, type: node.type };
+        return { fn: () => result, item: () => value, type: node.type };
       }
       case 'empty':
         return { fn: () => EMPTY };
@@ -1128,7 +1139,9 @@ class Compiler {
     const typed = type ? { type } : {};
     if (base) {
       const b = base.fn;
-      return { fn: (input, ctx) => runPath(segments, b(input, ctx)), ...typed };
+      // first() of what gives one item is that item.
+      const item = steps.every((s) => s === null) ? base.item : undefined;
+      return { fn: (input, ctx) => runPath(segments, b(input, ctx)), ...(item ? { item } : {}), ...typed };
     }
     const head = steps[0];
     if (typeof head === 'string' && /^[A-Z]/.test(head)) {
@@ -1153,6 +1166,16 @@ class Compiler {
       throw new FhirPathCompileError(`${node.name}() takes ${expected} argument${spec.max === 1 ? '' : 's'}, got ${node.args.length}`);
     }
     if (node.name === 'first' && node.args.length === 0) return this.path(node);
+    if (node.name === 'getResourceKey' && node.args.length === 0 && !node.base) {
+      const compiled = spec.compile(this, { fn: identity }, node.args, node);
+      return {
+        ...compiled,
+        item: (item) => {
+          const id = item !== null && typeof item === 'object' ? (item as { id?: unknown }).id : undefined;
+          return typeof id === 'string' ? id : NO_ITEM;
+        },
+      };
+    }
     const base = node.base ? this.compile(node.base) : { fn: identity };
     return spec.compile(this, base, node.args, node);
   }
