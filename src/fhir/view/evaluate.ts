@@ -92,9 +92,12 @@ function evaluateSelect(select: SelectPlan, input: Collection, context: Evaluati
       return rows.length ? rows : [new Array(select.allColumns.length).fill(null)];
     }
     const rows: Row[] = [];
+    // A select of columns only (the common forEach) gives one row per item: no list of rows each.
+    const columnsOnly = select.select.length === 0 && select.unionAll.length === 0;
     for (let i = 0; i < foci.length; i++) {
       context.rowIndex = i;
-      for (const row of evaluateBody(select, [foci[i]], context)) rows.push(row);
+      if (columnsOnly) rows.push(ownRow(select, [foci[i]], context));
+      else for (const row of evaluateBody(select, [foci[i]], context)) rows.push(row);
     }
     return rows;
   } finally {
@@ -117,11 +120,15 @@ function repeatFoci(paths: ((input: Collection, ctx: EvaluationContext) => Colle
   return out;
 }
 
-function evaluateBody(select: SelectPlan, input: Collection, context: EvaluationContext): Row[] {
+function ownRow(select: SelectPlan, input: Collection, context: EvaluationContext): Row {
   const columns = select.columns;
   const own: Row = new Array(columns.length);
   for (let i = 0; i < columns.length; i++) own[i] = columnValue(columns[i]!, input, context);
-  let rows: Row[] = [own];
+  return own;
+}
+
+function evaluateBody(select: SelectPlan, input: Collection, context: EvaluationContext): Row[] {
+  let rows: Row[] = [ownRow(select, input, context)];
   for (const nested of select.select) {
     rows = product(rows, evaluateSelect(nested, input, context));
     if (rows.length === 0) return rows;
