@@ -436,7 +436,7 @@ function isReferenceId(s: string): boolean {
 const REFERENCE_TYPE = /^[A-Z][A-Za-z]+$/;
 
 /** The id part of a `Type/id` reference (absolute, versioned or relative), if its type matches. */
-function referenceKey(ref: unknown, type?: string): string | undefined {
+function referenceKey(ref: unknown, type?: string, typeIsName = type === undefined || REFERENCE_TYPE.test(type)): string | undefined {
   if (ref === null || typeof ref !== 'object') return undefined;
   const reference = (ref as { reference?: unknown }).reference;
   if (typeof reference !== 'string') return undefined;
@@ -451,7 +451,7 @@ function referenceKey(ref: unknown, type?: string): string | undefined {
   if (slash > 0 && reference.indexOf('/', slash + 1) < 0) {
     const id = reference.slice(slash + 1);
     if (!isReferenceId(id)) return undefined;
-    if (type) return reference.length === type.length + 1 + id.length && reference.startsWith(type) && REFERENCE_TYPE.test(type) ? id : undefined;
+    if (type) return reference.length === type.length + 1 + id.length && reference.startsWith(type) && typeIsName ? id : undefined;
     return REFERENCE_TYPE.test(reference.slice(0, slash)) ? id : undefined;
   }
   const m = /(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(reference);
@@ -885,6 +885,7 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
     max: 1,
     compile: (_c, base, args) => {
       const type = args[0] ? typeName(args[0]).replace(/^FHIR\./, '') : undefined;
+      const typeIsName = type === undefined || REFERENCE_TYPE.test(type);
       const b = base.fn;
       const bItem = base.item;
       return {
@@ -893,7 +894,7 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
               item: (item: unknown) => {
                 const ref = bItem(item);
                 if (ref === NO_ITEM || ref === MANY_ITEMS) return ref;
-                const key = referenceKey(ref, type);
+                const key = referenceKey(ref, type, typeIsName);
                 return key === undefined ? NO_ITEM : key;
               },
             }
@@ -901,12 +902,12 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
         fn: (input, ctx) => {
           const refs = b(input, ctx);
           if (refs.length === 1) {
-            const key = referenceKey(refs[0], type);
+            const key = referenceKey(refs[0], type, typeIsName);
             return key === undefined ? EMPTY : [key];
           }
           const out: unknown[] = [];
           for (const ref of refs) {
-            const key = referenceKey(ref, type);
+            const key = referenceKey(ref, type, typeIsName);
             if (key !== undefined) out.push(key);
           }
           return out;
