@@ -777,7 +777,20 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
         const name = receiver.name;
         const choice = name + capitalize(bare);
         const choiceMember = pathMember(choice);
+        // On one item: its choice element, unless a list or a `name` element too make a collection.
+        const item = receiver.base
+          ? undefined
+          : (x: unknown): unknown => {
+              const chosen = childOf(x, choiceMember);
+              if (Array.isArray(chosen)) return MANY_ITEMS;
+              if (x !== null && typeof x === 'object') {
+                const direct = (x as Record<string, unknown>)[name];
+                if (direct !== undefined && direct !== null) return MANY_ITEMS;
+              }
+              return chosen === undefined ? NO_ITEM : chosen;
+            };
         return {
+          ...(item ? { item } : {}),
           fn: (input, ctx) => {
             const items = parent(input, ctx);
             if (items.length === 1) {
@@ -1140,8 +1153,14 @@ class Compiler {
     const typed = type ? { type } : {};
     if (base) {
       const b = base.fn;
-      // first() of what gives one item is that item.
-      const item = steps.every((s) => s === null) ? base.item : undefined;
+      // A path on what gives one item is the path from that item.
+      const baseItem = base.item;
+      const item = baseItem
+        ? (x: unknown): unknown => {
+            const from = baseItem(x);
+            return from === NO_ITEM || from === MANY_ITEMS ? from : itemOfPath(segments, from);
+          }
+        : undefined;
       return { fn: (input, ctx) => runPath(segments, b(input, ctx)), ...(item ? { item } : {}), ...typed };
     }
     const head = steps[0];
