@@ -4,7 +4,7 @@
  * producing rows with their values converted to the column types.
  */
 import { CarepipeError } from '../../errors.js';
-import { FhirPathEvaluationError, type Collection, type EvaluationContext } from './fhirpath.js';
+import { FhirPathEvaluationError, MANY_ITEMS, NO_ITEM, type Collection, type EvaluationContext } from './fhirpath.js';
 import type { ColumnPlan, SelectPlan, ViewPlan } from './definition.js';
 import { isLosslessNumber } from 'lossless-json';
 import { ColumnTypeError, toColumnValue, toPlainJson } from './types.js';
@@ -16,7 +16,10 @@ const JSON_STRING_TYPES = new Set(['string', 'code', 'id', 'uri', 'url', 'canoni
 
 /** Returns a function giving the rows of the view for one resource (none when the resource is of another type). */
 export function rowEvaluator(plan: ViewPlan): (resource: unknown) => Record<string, unknown>[] {
-  const names = plan.columns.map((c) => c.name);
+  // Column names are SQL identifiers, checked unique when the view was compiled: a record is an
+  // object literal of a fixed shape, which V8 builds much faster than one filled key by key.
+  const fields = plan.columns.map((c, i) => `${JSON.stringify(c.name)}: row[${i}]`).join(', ');
+  const toRecord = new Function('row', `return { ${fields} };`) as (row: Row) => Record<string, unknown>;
   return (resource) => {
     if (resource === null || typeof resource !== 'object' || (resource as { resourceType?: unknown }).resourceType !== plan.resource) {
       return [];
@@ -27,11 +30,9 @@ export function rowEvaluator(plan: ViewPlan): (resource: unknown) => Record<stri
       if (!passes(where.expression.evaluate, where.expression.expression, where.location, input, context)) return [];
     }
     const rows = evaluateSelect(plan.root, input, context);
-    return rows.map((row) => {
-      const record: Record<string, unknown> = {};
-      for (let i = 0; i < names.length; i++) record[names[i]!] = row[i];
-      return record;
-    });
+    const records: Record<string, unknown>[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) records[i] = toRecord(rows[i]!);
+    return records;
   };
 }
 
@@ -91,9 +92,12 @@ function evaluateSelect(select: SelectPlan, input: Collection, context: Evaluati
       return rows.length ? rows : [new Array(select.allColumns.length).fill(null)];
     }
     const rows: Row[] = [];
+    // A select of columns only (the common forEach) gives one row per item: no list of rows each.
+    const columnsOnly = select.select.length === 0 && select.unionAll.length === 0;
     for (let i = 0; i < foci.length; i++) {
       context.rowIndex = i;
-      for (const row of evaluateBody(select, [foci[i]], context)) rows.push(row);
+      if (columnsOnly) rows.push(ownRow(select, [foci[i]], context));
+      else for (const row of evaluateBody(select, [foci[i]], context)) rows.push(row);
     }
     return rows;
   } finally {
@@ -116,9 +120,15 @@ function repeatFoci(paths: ((input: Collection, ctx: EvaluationContext) => Colle
   return out;
 }
 
+function ownRow(select: SelectPlan, input: Collection, context: EvaluationContext): Row {
+  const columns = select.columns;
+  const own: Row = new Array(columns.length);
+  for (let i = 0; i < columns.length; i++) own[i] = columnValue(columns[i]!, input, context);
+  return own;
+}
+
 function evaluateBody(select: SelectPlan, input: Collection, context: EvaluationContext): Row[] {
-  const own: Row = select.columns.map((c) => columnValue(c, input, context));
-  let rows: Row[] = [own];
+  let rows: Row[] = [ownRow(select, input, context)];
   for (const nested of select.select) {
     rows = product(rows, evaluateSelect(nested, input, context));
     if (rows.length === 0) return rows;
@@ -132,6 +142,8 @@ function evaluateBody(select: SelectPlan, input: Collection, context: Evaluation
 }
 
 function product(left: Row[], right: Row[]): Row[] {
+  // A select without columns of its own (the root, most often) adds nothing to the rows under it.
+  if (left.length === 1 && left[0]!.length === 0) return right;
   if (left.length === 1 && right.length === 1) return [left[0]!.concat(right[0])];
   const out: Row[] = [];
   for (const l of left) for (const r of right) out.push(l.concat(r));
@@ -141,13 +153,19 @@ function product(left: Row[], right: Row[]): Row[] {
 function columnValue(plan: ColumnPlan, input: Collection, context: EvaluationContext): unknown {
   const { column } = plan;
   try {
-    const result = plan.expression.evaluate(input, context);
-    if (column.collection) return result.map(toPlainJson);
-    if (result.length === 0) return null;
-    if (result.length > 1) {
-      throw new ColumnTypeError(`gave ${result.length} values; set "collection": true or pick one (first(), where(...))`);
-    }
-    const value = result[0];
+    const expression = plan.expression;
+    let value: unknown = MANY_ITEMS;
+    if (expression.evaluateItem && input.length === 1) value = expression.evaluateItem(input[0]);
+    if (value === NO_ITEM) return column.collection ? [] : null;
+    if (value === MANY_ITEMS) {
+      const result = expression.evaluate(input, context);
+      if (column.collection) return result.map(toPlainJson);
+      if (result.length === 0) return null;
+      if (result.length > 1) {
+        throw new ColumnTypeError(`gave ${result.length} values; set "collection": true or pick one (first(), where(...))`);
+      }
+      value = result[0];
+    } else if (column.collection) return [toPlainJson(value)];
     // A declared type whose JSON form is a string (date, code, …) does not take a JSON number or boolean.
     if (column.fhirType && JSON_STRING_TYPES.has(column.fhirType) && (typeof value === 'number' || typeof value === 'boolean' || isLosslessNumber(value))) {
       throw new ColumnTypeError(`expected a ${column.fhirType} (a JSON string), got a ${typeof value === 'boolean' ? 'boolean' : 'number'}`);

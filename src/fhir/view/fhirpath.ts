@@ -31,7 +31,18 @@ export interface CompiledFhirPath {
   evaluate: Evaluator;
   /** The FHIR or System type of every item, when the expression alone tells it (`exists()` → boolean). */
   type?: string;
+  /**
+   * The same on a single input item, when the expression is a plain path: the one item it gives,
+   * NO_ITEM for none, or MANY_ITEMS when there may be more than one (then call evaluate).
+   * Saves the collections of the common case, a path that gives one value.
+   */
+  evaluateItem?: (item: unknown) => unknown;
 }
+
+/** evaluateItem's answer for an empty result. */
+export const NO_ITEM: unique symbol = Symbol('no item');
+/** evaluateItem's answer when the result needs a collection: evaluate() gives it. */
+export const MANY_ITEMS: unique symbol = Symbol('many items');
 
 /** A problem that makes an expression unusable: bad syntax, unknown function, unknown constant. */
 export class FhirPathCompileError extends Error {
@@ -64,12 +75,19 @@ export function compileFhirPath(expression: string, options: CompileOptions = {}
     throw err;
   }
   const compiled = new Compiler(options.constants ?? new Map()).compile(tree);
-  return { expression, evaluate: compiled.fn, ...(compiled.type ? { type: compiled.type } : {}) };
+  return {
+    expression,
+    evaluate: compiled.fn,
+    ...(compiled.type ? { type: compiled.type } : {}),
+    ...(compiled.item ? { evaluateItem: compiled.item } : {}),
+  };
 }
 
 interface Compiled {
   fn: Evaluator;
   type?: string;
+  /** See CompiledFhirPath.evaluateItem. */
+  item?: (item: unknown) => unknown;
 }
 
 const identity: Evaluator = (input) => input;
@@ -156,10 +174,164 @@ function member(input: Collection, name: string): Collection {
 const NOT_CHOICE = new Set(['conclusionCode', 'reasonCode', 'reasonReference', 'procedureCode', 'procedureReference']);
 
 function choiceValue(item: Record<string, unknown>, name: string): unknown {
+  const first = name.charCodeAt(0);
   for (const key in item) {
-    if (key.length > name.length && key.startsWith(name) && CHOICE_SUFFIXES.has(key.slice(name.length)) && !NOT_CHOICE.has(key)) return item[key];
+    // The first character is a cheap test before startsWith and the set lookup.
+    if (key.charCodeAt(0) === first && key.length > name.length && key.startsWith(name) && CHOICE_SUFFIXES.has(key.slice(name.length)) && !NOT_CHOICE.has(key)) return item[key];
   }
   return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Member paths: `code.coding.first().system` walked in one step, without a collection per member
+
+/**
+ * One member of a path, with what member() would check. A LosslessNumber is a JS object whose own
+ * keys (`value`, `isLosslessNumber`) and methods must not read as FHIR children; for every other
+ * name, reading it from a LosslessNumber gives nothing, so the (costly) check can be left out.
+ */
+interface PathMember {
+  name: string;
+  checkLossless: boolean;
+}
+
+function pathMember(name: string): PathMember {
+  return { name, checkLossless: name === 'value' || name === 'isLosslessNumber' || name in LosslessNumber.prototype };
+}
+
+/** The child named `m` of one item, as member() reads it (undefined when there is none). */
+function childOf(item: unknown, m: PathMember): unknown {
+  if (item === null || typeof item !== 'object' || (m.checkLossless && isLosslessNumber(item))) return undefined;
+  let v = (item as Record<string, unknown>)[m.name];
+  if (v === undefined) v = choiceValue(item as Record<string, unknown>, m.name);
+  return v === null ? undefined : v;
+}
+
+/** Appends what `names[i..]` gives from one item to out, in member()'s order. */
+function collectPath(item: unknown, names: readonly PathMember[], i: number, out: unknown[]): void {
+  const v = childOf(item, names[i]!);
+  if (v === undefined) return;
+  const last = i === names.length - 1;
+  if (Array.isArray(v)) {
+    for (const e of v) {
+      if (e === null || e === undefined) continue;
+      if (last) out.push(e);
+      else collectPath(e, names, i + 1, out);
+    }
+  } else if (last) out.push(v);
+  else collectPath(v, names, i + 1, out);
+}
+
+/** What `names` gives from one item; a path of single values allocates only the result. */
+function pathFrom(item: unknown, names: readonly PathMember[]): Collection {
+  let current = item;
+  for (let i = 0; i < names.length; i++) {
+    const v = childOf(current, names[i]!);
+    if (v === undefined) return EMPTY;
+    if (Array.isArray(v)) {
+      const out: unknown[] = [];
+      const last = i === names.length - 1;
+      for (const e of v) {
+        if (e === null || e === undefined) continue;
+        if (last) out.push(e);
+        else collectPath(e, names, i + 1, out);
+      }
+      return out.length ? out : EMPTY;
+    }
+    current = v;
+  }
+  return [current];
+}
+
+/** The first item `names` gives from one item (`path.first()`), or undefined; stops at the first. */
+function firstOfPath(item: unknown, names: readonly PathMember[], start: number): unknown {
+  let current = item;
+  for (let i = start; i < names.length; i++) {
+    const v = childOf(current, names[i]!);
+    if (v === undefined) return undefined;
+    if (Array.isArray(v)) {
+      const last = i === names.length - 1;
+      for (const e of v) {
+        if (e === null || e === undefined) continue;
+        const found = last ? e : firstOfPath(e, names, i + 1);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    }
+    current = v;
+  }
+  return current;
+}
+
+/** A run of members, then first() or not. */
+interface PathSegment {
+  names: PathMember[];
+  first: boolean;
+}
+
+/** runPath on one item, for CompiledFhirPath.evaluateItem. */
+function itemOfPath(segments: readonly PathSegment[], item: unknown): unknown {
+  let current = item;
+  for (const segment of segments) {
+    const names = segment.names;
+    if (segment.first) {
+      current = firstOfPath(current, names, 0);
+      if (current === undefined) return NO_ITEM;
+      continue;
+    }
+    for (let i = 0; i < names.length; i++) {
+      const v = childOf(current, names[i]!);
+      if (v === undefined) return NO_ITEM;
+      if (Array.isArray(v)) {
+        const only = v.length === 1 ? v[0] : undefined;
+        if (only === undefined || only === null) return MANY_ITEMS; // let runPath sort out the rest
+        current = only;
+      } else current = v;
+    }
+  }
+  return current;
+}
+
+/** Evaluates segments on a collection: one state variable for a single item, a collection otherwise. */
+function runPath(segments: readonly PathSegment[], input: Collection): Collection {
+  let many: Collection | undefined = input;
+  let one: unknown;
+  for (const segment of segments) {
+    const names = segment.names;
+    if (segment.first) {
+      if (many && names.length === 0) {
+        // A plain first(): a collection of one is its own first.
+        if (many.length <= 1) {
+          if (many.length === 0) return EMPTY;
+          continue;
+        }
+        one = many[0];
+        many = undefined;
+        continue;
+      }
+      let found: unknown;
+      if (many) {
+        for (const item of many) {
+          found = firstOfPath(item, names, 0);
+          if (found !== undefined) break;
+        }
+      } else found = firstOfPath(one, names, 0);
+      if (found === undefined) return EMPTY;
+      one = found;
+      many = undefined;
+    } else {
+      if (many) {
+        if (many.length === 1) many = pathFrom(many[0], names);
+        else {
+          const out: unknown[] = [];
+          for (const item of many) collectPath(item, names, 0, out);
+          many = out;
+        }
+      } else many = pathFrom(one, names);
+      if (many.length === 0) return EMPTY;
+    }
+  }
+  return many ?? [one];
 }
 
 /** Runtime type test for ofType / is / as, by JSON shape since no model is loaded. */
@@ -257,16 +429,36 @@ function boundary(v: unknown, type: string | undefined, high: boolean, precision
 // ---------------------------------------------------------------------------------------------
 // References
 
+/** Whether s is a FHIR id (`[A-Za-z0-9\-.]{1,64}`), tested by character codes. */
+function isReferenceId(s: string): boolean {
+  if (s.length === 0 || s.length > 64) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // 0-9, A-Z, a-z, '-', '.'
+    if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 45 || c === 46)) return false;
+  }
+  return true;
+}
+const REFERENCE_TYPE = /^[A-Z][A-Za-z]+$/;
+
 /** The id part of a `Type/id` reference (absolute, versioned or relative), if its type matches. */
-function referenceKey(ref: unknown, type?: string): string | undefined {
+function referenceKey(ref: unknown, type?: string, typeIsName = type === undefined || REFERENCE_TYPE.test(type)): string | undefined {
   if (ref === null || typeof ref !== 'object') return undefined;
   const reference = (ref as { reference?: unknown }).reference;
   if (typeof reference !== 'string') return undefined;
-  const uuid = /^urn:uuid:(.+)$/.exec(reference);
+  const uuid = reference.startsWith('urn:uuid:') ? /^urn:uuid:(.+)$/.exec(reference) : null;
   if (uuid) {
     const declared = (ref as { type?: unknown }).type;
     if (type && typeof declared === 'string' && declared !== type) return undefined;
     return uuid[1];
+  }
+  // The common `Type/id`: one slash, checked without the general expression below.
+  const slash = reference.indexOf('/');
+  if (slash > 0 && reference.indexOf('/', slash + 1) < 0) {
+    const id = reference.slice(slash + 1);
+    if (!isReferenceId(id)) return undefined;
+    if (type) return reference.length === type.length + 1 + id.length && reference.startsWith(type) && typeIsName ? id : undefined;
+    return REFERENCE_TYPE.test(reference.slice(0, slash)) ? id : undefined;
   }
   const m = /(?:^|\/)([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/.exec(reference);
   if (!m) return undefined;
@@ -590,9 +782,40 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
         const parent = receiver.base ? c.compile(receiver.base).fn : identity;
         const name = receiver.name;
         const choice = name + capitalize(bare);
+        const choiceMember = pathMember(choice);
+        // On one item: its choice element, unless a list or a `name` element too make a collection.
+        const item = receiver.base
+          ? undefined
+          : (x: unknown): unknown => {
+              const chosen = childOf(x, choiceMember);
+              if (Array.isArray(chosen)) return MANY_ITEMS;
+              if (x !== null && typeof x === 'object') {
+                const direct = (x as Record<string, unknown>)[name];
+                if (direct !== undefined && direct !== null) return MANY_ITEMS;
+              }
+              return chosen === undefined ? NO_ITEM : chosen;
+            };
         return {
+          ...(item ? { item } : {}),
           fn: (input, ctx) => {
             const items = parent(input, ctx);
+            if (items.length === 1) {
+              // The same as below for one item, without the copies.
+              const item = items[0];
+              let out: unknown[] | undefined;
+              const chosen = childOf(item, choiceMember);
+              if (Array.isArray(chosen)) {
+                out = [];
+                for (const e of chosen) if (e !== null && e !== undefined) out.push(e);
+              } else if (chosen !== undefined) out = [chosen];
+              if (item !== null && typeof item === 'object') {
+                const direct = (item as Record<string, unknown>)[name];
+                if (direct !== undefined && direct !== null) {
+                  for (const v of Array.isArray(direct) ? direct : [direct]) if (isOfType(v, bare)) (out ??= []).push(v);
+                }
+              }
+              return out && out.length ? out : EMPTY;
+            }
             const out = member(items, choice);
             for (const item of items) {
               if (item === null || typeof item !== 'object') continue;
@@ -664,6 +887,11 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
     },
   },
   getResourceKey: collectionFn((input) => {
+    if (input.length === 1) {
+      const r = input[0];
+      const id = r !== null && typeof r === 'object' ? (r as { id?: unknown }).id : undefined;
+      return typeof id === 'string' ? [id] : EMPTY;
+    }
     const out: unknown[] = [];
     for (const r of input) {
       const id = r !== null && typeof r === 'object' ? (r as { id?: unknown }).id : undefined;
@@ -676,12 +904,29 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
     max: 1,
     compile: (_c, base, args) => {
       const type = args[0] ? typeName(args[0]).replace(/^FHIR\./, '') : undefined;
+      const typeIsName = type === undefined || REFERENCE_TYPE.test(type);
       const b = base.fn;
+      const bItem = base.item;
       return {
+        ...(bItem
+          ? {
+              item: (item: unknown) => {
+                const ref = bItem(item);
+                if (ref === NO_ITEM || ref === MANY_ITEMS) return ref;
+                const key = referenceKey(ref, type, typeIsName);
+                return key === undefined ? NO_ITEM : key;
+              },
+            }
+          : {}),
         fn: (input, ctx) => {
+          const refs = b(input, ctx);
+          if (refs.length === 1) {
+            const key = referenceKey(refs[0], type, typeIsName);
+            return key === undefined ? EMPTY : [key];
+          }
           const out: unknown[] = [];
-          for (const ref of b(input, ctx)) {
-            const key = referenceKey(ref, type);
+          for (const ref of refs) {
+            const key = referenceKey(ref, type, typeIsName);
             if (key !== undefined) out.push(key);
           }
           return out;
@@ -804,7 +1049,7 @@ class Compiler {
       case 'literal': {
         const value = node.type === 'decimal' ? new LosslessNumber(node.value as string) : node.value;
         const result = [value];
-        return { fn: () => result, type: node.type };
+        return { fn: () => result, item: () => value, type: node.type };
       }
       case 'empty':
         return { fn: () => EMPTY };
@@ -874,22 +1119,69 @@ class Compiler {
   }
 
   private member(node: Extract<Node, { kind: 'member' }>): Compiled {
-    const name = node.name;
-    if (!node.base) {
-      // `Patient.name`: a leading type name selects the resource itself when it is of that type.
-      if (/^[A-Z]/.test(name)) {
-        return {
-          fn: (input) => {
-            const first = input[0] as { resourceType?: unknown } | undefined;
-            if (input.length === 1 && first !== null && typeof first === 'object' && first.resourceType === name) return input;
-            return member(input, name);
-          },
-        };
-      }
-      return { fn: (input) => member(input, name) };
+    return this.path(node);
+  }
+
+  /**
+   * A chain of members and first() calls (`category.first().coding.first().code`) compiled to one
+   * walk over the resource, on top of whatever precedes the chain.
+   */
+  private path(node: Node): Compiled {
+    const steps: (string | null)[] = []; // member names, null for first(); outermost first
+    let inner: Node | undefined = node;
+    while (inner) {
+      if (inner.kind === 'member') {
+        steps.push(inner.name);
+        inner = inner.base;
+      } else if (inner.kind === 'call' && inner.name === 'first' && inner.args.length === 0) {
+        steps.push(null);
+        inner = inner.base;
+      } else break;
     }
-    const base = this.compile(node.base).fn;
-    return { fn: (input, ctx) => member(base(input, ctx), name) };
+    steps.reverse();
+    const base = inner ? this.compile(inner) : undefined;
+    const segmentsOf = (from: number): PathSegment[] => {
+      const segments: PathSegment[] = [];
+      let names: PathMember[] = [];
+      for (let i = from; i < steps.length; i++) {
+        const step = steps[i];
+        if (step === null) {
+          segments.push({ names, first: true });
+          names = [];
+        } else names.push(pathMember(step));
+      }
+      if (names.length) segments.push({ names, first: false });
+      return segments;
+    };
+    const segments = segmentsOf(0);
+    // first() keeps its input's type; a member's type is not known without a model.
+    const type = steps.every((s) => s === null) ? base?.type : undefined;
+    const typed = type ? { type } : {};
+    if (base) {
+      const b = base.fn;
+      // A path on what gives one item is the path from that item.
+      const baseItem = base.item;
+      const item = baseItem
+        ? (x: unknown): unknown => {
+            const from = baseItem(x);
+            return from === NO_ITEM || from === MANY_ITEMS ? from : itemOfPath(segments, from);
+          }
+        : undefined;
+      return { fn: (input, ctx) => runPath(segments, b(input, ctx)), ...(item ? { item } : {}), ...typed };
+    }
+    const head = steps[0];
+    if (typeof head === 'string' && /^[A-Z]/.test(head)) {
+      // `Patient.name`: a leading type name selects the resource itself when it is of that type.
+      const afterHead = segmentsOf(1);
+      return {
+        fn: (input) => {
+          const first = input[0] as { resourceType?: unknown } | undefined;
+          if (input.length === 1 && first !== null && typeof first === 'object' && first.resourceType === head) return runPath(afterHead, input);
+          return runPath(segments, input);
+        },
+      };
+    }
+    return { fn: (input) => runPath(segments, input), item: (item) => itemOfPath(segments, item), ...typed };
   }
 
   private call(node: Extract<Node, { kind: 'call' }>): Compiled {
@@ -898,6 +1190,17 @@ class Compiler {
     if (node.args.length < spec.min || node.args.length > spec.max) {
       const expected = spec.min === spec.max ? `${spec.min}` : `${spec.min} to ${spec.max}`;
       throw new FhirPathCompileError(`${node.name}() takes ${expected} argument${spec.max === 1 ? '' : 's'}, got ${node.args.length}`);
+    }
+    if (node.name === 'first' && node.args.length === 0) return this.path(node);
+    if (node.name === 'getResourceKey' && node.args.length === 0 && !node.base) {
+      const compiled = spec.compile(this, { fn: identity }, node.args, node);
+      return {
+        ...compiled,
+        item: (item) => {
+          const id = item !== null && typeof item === 'object' ? (item as { id?: unknown }).id : undefined;
+          return typeof id === 'string' ? id : NO_ITEM;
+        },
+      };
     }
     const base = node.base ? this.compile(node.base) : { fn: identity };
     return spec.compile(this, base, node.args, node);
