@@ -163,10 +163,20 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     expect(await exited).toBe('SIGKILL');
 
     // The killed process's lock on the embedded database goes stale rather than being released: wait for it.
-    const before = await openWaiting(async (db) => ({
-      rows: Number(((await db.knex('fhir_resources').count({ n: '*' }).first()) as { n: number | string }).n),
-      encounter: await db.knex('fhir_sync_state').where({ resource_type: 'Encounter' }).first('next_url'),
-    }));
+    // On a server, a COMMIT the killed client sent just before dying may still be applied after it
+    // died: read the state until it stops moving.
+    const state = () =>
+      openWaiting(async (db) => ({
+        rows: Number(((await db.knex('fhir_resources').count({ n: '*' }).first()) as { n: number | string }).n),
+        encounter: await db.knex('fhir_sync_state').where({ resource_type: 'Encounter' }).first('next_url'),
+      }));
+    let before = await state();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 300));
+      const again = await state();
+      if (again.rows === before.rows && again.encounter?.next_url === before.encounter?.next_url) break;
+      before = again;
+    }
     expect(before.rows).toBeGreaterThanOrEqual(12);
     expect(before.rows).toBeLessThan(TOTAL);
 
