@@ -107,6 +107,25 @@ const CHOICE_SUFFIXES = new Set(
   ).split(' '),
 );
 
+/**
+ * The names of every R4 choice element (`value[x]`, `onset[x]`, `deceased[x]`…), from the R4
+ * StructureDefinitions (src/fhir/view/choice-elements.test.ts checks it against the R4 model of the
+ * `fhirpath` package). Only these names look for a `name` + type key when `name` itself is missing:
+ * that search walks every key of the object, and most missing members (an Observation without
+ * `interpretation`) are not choices at all.
+ */
+export const CHOICE_ELEMENTS: ReadonlySet<string> = new Set([
+  'abatement', 'additive', 'age', 'allowed', 'amount', 'answer', 'asNeeded', 'author', 'born', 'bounds',
+  'characteristic', 'chargeItem', 'code', 'collected', 'content', 'created', 'date', 'deceased',
+  'defaultValue', 'definingSubstance', 'definition', 'detail', 'diagnosis', 'dose', 'doseNumber', 'due',
+  'effective', 'entity', 'event', 'example', 'fastingStatus', 'fixed', 'identified', 'indication', 'item',
+  'legallyBinding', 'location', 'manufacturer', 'maxValue', 'medication', 'minValue', 'minimumVolume',
+  'module', 'multipleBirth', 'name', 'occurred', 'occurrence', 'offset', 'onset', 'participantEffective',
+  'pattern', 'performed', 'probability', 'procedure', 'product', 'quantity', 'rate', 'reported', 'scheduled',
+  'seriesDoses', 'serviced', 'source', 'start', 'statusReason', 'studyEffective', 'subject', 'substance',
+  'target', 'time', 'timing', 'topic', 'used', 'value', 'when',
+]);
+
 const STRING_TYPES = new Set(['string', 'code', 'id', 'uri', 'url', 'canonical', 'oid', 'uuid', 'markdown', 'base64binary', 'xhtml']);
 const INTEGER_TYPES = new Set(['integer', 'positiveint', 'unsignedint', 'integer64']);
 
@@ -174,6 +193,7 @@ function member(input: Collection, name: string): Collection {
 const NOT_CHOICE = new Set(['conclusionCode', 'reasonCode', 'reasonReference', 'procedureCode', 'procedureReference']);
 
 function choiceValue(item: Record<string, unknown>, name: string): unknown {
+  if (!CHOICE_ELEMENTS.has(name)) return undefined;
   const first = name.charCodeAt(0);
   for (const key in item) {
     // The first character is a cheap test before startsWith and the set lookup.
@@ -193,17 +213,19 @@ function choiceValue(item: Record<string, unknown>, name: string): unknown {
 interface PathMember {
   name: string;
   checkLossless: boolean;
+  /** A choice element name (`value`): when missing, look for `value` + a type. */
+  choice: boolean;
 }
 
 function pathMember(name: string): PathMember {
-  return { name, checkLossless: name === 'value' || name === 'isLosslessNumber' || name in LosslessNumber.prototype };
+  return { name, checkLossless: name === 'value' || name === 'isLosslessNumber' || name in LosslessNumber.prototype, choice: CHOICE_ELEMENTS.has(name) };
 }
 
 /** The child named `m` of one item, as member() reads it (undefined when there is none). */
 function childOf(item: unknown, m: PathMember): unknown {
   if (item === null || typeof item !== 'object' || (m.checkLossless && isLosslessNumber(item))) return undefined;
   let v = (item as Record<string, unknown>)[m.name];
-  if (v === undefined) v = choiceValue(item as Record<string, unknown>, m.name);
+  if (v === undefined && m.choice) v = choiceValue(item as Record<string, unknown>, m.name);
   return v === null ? undefined : v;
 }
 
