@@ -28,6 +28,8 @@ export type Evaluator = (input: Collection, context: EvaluationContext) => Colle
 /** A compiled FHIRPath expression. */
 export interface CompiledFhirPath {
   expression: string;
+  /** The syntax tree, for the code generator of codegen.ts. */
+  tree: Node;
   evaluate: Evaluator;
   /** The FHIR or System type of every item, when the expression alone tells it (`exists()` → boolean). */
   type?: string;
@@ -77,6 +79,7 @@ export function compileFhirPath(expression: string, options: CompileOptions = {}
   const compiled = new Compiler(options.constants ?? new Map()).compile(tree);
   return {
     expression,
+    tree,
     evaluate: compiled.fn,
     ...(compiled.type ? { type: compiled.type } : {}),
     ...(compiled.item ? { evaluateItem: compiled.item } : {}),
@@ -192,7 +195,7 @@ function member(input: Collection, name: string): Collection {
  */
 const NOT_CHOICE = new Set(['conclusionCode', 'reasonCode', 'reasonReference', 'procedureCode', 'procedureReference']);
 
-function choiceValue(item: Record<string, unknown>, name: string): unknown {
+export function choiceValue(item: Record<string, unknown>, name: string): unknown {
   if (!CHOICE_ELEMENTS.has(name)) return undefined;
   const first = name.charCodeAt(0);
   for (const key in item) {
@@ -210,14 +213,14 @@ function choiceValue(item: Record<string, unknown>, name: string): unknown {
  * keys (`value`, `isLosslessNumber`) and methods must not read as FHIR children; for every other
  * name, reading it from a LosslessNumber gives nothing, so the (costly) check can be left out.
  */
-interface PathMember {
+export interface PathMember {
   name: string;
   checkLossless: boolean;
   /** A choice element name (`value`): when missing, look for `value` + a type. */
   choice: boolean;
 }
 
-function pathMember(name: string): PathMember {
+export function pathMember(name: string): PathMember {
   return { name, checkLossless: name === 'value' || name === 'isLosslessNumber' || name in LosslessNumber.prototype, choice: CHOICE_ELEMENTS.has(name) };
 }
 
@@ -488,6 +491,13 @@ function referenceKey(ref: unknown, type?: string, typeIsName = type === undefin
   return m[2];
 }
 
+/** getReferenceKey()'s key of one Reference (undefined for none), its type argument read once. */
+export function referenceKeyReader(args: readonly Node[]): (ref: unknown) => string | undefined {
+  const type = args[0] ? typeName(args[0]).replace(/^FHIR\./, '') : undefined;
+  const typeIsName = type === undefined || REFERENCE_TYPE.test(type);
+  return (ref) => referenceKey(ref, type, typeIsName);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Operators
 
@@ -595,6 +605,16 @@ function typeName(arg: Node): string {
   if (arg.kind === 'member' && !arg.base) return arg.name;
   if (arg.kind === 'member' && arg.base?.kind === 'member' && !arg.base.base) return `${arg.base.name}.${arg.name}`;
   throw new FhirPathCompileError('expected a type name');
+}
+
+/** The type argument of ofType() without its namespace: `FHIR.Quantity` → `Quantity`. */
+export function bareTypeName(arg: Node): string {
+  return typeName(arg).replace(/^(System|FHIR)\./, '');
+}
+
+/** The JSON key of a choice element of one type: `value` and `Quantity` → `valueQuantity`. */
+export function choiceKey(name: string, bareType: string): string {
+  return name + capitalize(bareType);
 }
 
 /** A function whose result depends only on its input collection. */
@@ -796,14 +816,13 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
     min: 1,
     max: 1,
     compile: (c, base, args, call) => {
-      const type = typeName(args[0]!);
-      const bare = type.replace(/^(System|FHIR)\./, '');
+      const bare = bareTypeName(args[0]!);
       // `value.ofType(Quantity)` → `valueQuantity`: compile the choice element access directly.
       const receiver = call.base;
       if (receiver?.kind === 'member') {
         const parent = receiver.base ? c.compile(receiver.base).fn : identity;
         const name = receiver.name;
-        const choice = name + capitalize(bare);
+        const choice = choiceKey(name, bare);
         const choiceMember = pathMember(choice);
         // On one item: its choice element, unless a list or a `name` element too make a collection.
         const item = receiver.base
@@ -925,8 +944,7 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
     min: 0,
     max: 1,
     compile: (_c, base, args) => {
-      const type = args[0] ? typeName(args[0]).replace(/^FHIR\./, '') : undefined;
-      const typeIsName = type === undefined || REFERENCE_TYPE.test(type);
+      const keyOf = referenceKeyReader(args);
       const b = base.fn;
       const bItem = base.item;
       return {
@@ -935,7 +953,7 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
               item: (item: unknown) => {
                 const ref = bItem(item);
                 if (ref === NO_ITEM || ref === MANY_ITEMS) return ref;
-                const key = referenceKey(ref, type, typeIsName);
+                const key = keyOf(ref);
                 return key === undefined ? NO_ITEM : key;
               },
             }
@@ -943,12 +961,12 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
         fn: (input, ctx) => {
           const refs = b(input, ctx);
           if (refs.length === 1) {
-            const key = referenceKey(refs[0], type, typeIsName);
+            const key = keyOf(refs[0]);
             return key === undefined ? EMPTY : [key];
           }
           const out: unknown[] = [];
           for (const ref of refs) {
-            const key = referenceKey(ref, type, typeIsName);
+            const key = keyOf(ref);
             if (key !== undefined) out.push(key);
           }
           return out;
