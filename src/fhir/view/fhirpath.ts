@@ -454,10 +454,10 @@ function boundary(v: unknown, type: string | undefined, high: boolean, precision
 // ---------------------------------------------------------------------------------------------
 // References
 
-/** Whether s is a FHIR id (`[A-Za-z0-9\-.]{1,64}`), tested by character codes. */
-function isReferenceId(s: string): boolean {
-  if (s.length === 0 || s.length > 64) return false;
-  for (let i = 0; i < s.length; i++) {
+/** Whether s from `start` on is a FHIR id (`[A-Za-z0-9\-.]{1,64}`), tested by character codes. */
+function isReferenceId(s: string, start: number): boolean {
+  if (s.length <= start || s.length - start > 64) return false;
+  for (let i = start; i < s.length; i++) {
     const c = s.charCodeAt(i);
     // 0-9, A-Z, a-z, '-', '.'
     if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 45 || c === 46)) return false;
@@ -477,11 +477,15 @@ function referenceKey(ref: unknown, type?: string, typeIsName = type === undefin
     if (type && typeof declared === 'string' && declared !== type) return undefined;
     return uuid[1];
   }
-  // The common `Type/id`: one slash, checked without the general expression below.
+  // `Type/id` of the type asked for: one pass over the id, whose characters exclude another '/'.
+  if (type && typeIsName && reference.charCodeAt(type.length) === 47 && reference.startsWith(type) && isReferenceId(reference, type.length + 1)) {
+    return reference.slice(type.length + 1);
+  }
+  // Any other `Type/id`: one slash, checked without the general expression below.
   const slash = reference.indexOf('/');
   if (slash > 0 && reference.indexOf('/', slash + 1) < 0) {
+    if (!isReferenceId(reference, slash + 1)) return undefined;
     const id = reference.slice(slash + 1);
-    if (!isReferenceId(id)) return undefined;
     if (type) return reference.length === type.length + 1 + id.length && reference.startsWith(type) && typeIsName ? id : undefined;
     return REFERENCE_TYPE.test(reference.slice(0, slash)) ? id : undefined;
   }
