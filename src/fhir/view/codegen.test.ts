@@ -167,3 +167,33 @@ describe('generated select tree', () => {
     expect(compiled.evaluate(observations[0])).toEqual([]);
   });
 });
+
+describe('generated iterators give the items the closures give', () => {
+  const iterators = [
+    'code.coding',
+    'category.coding',
+    'component',
+    'component.code.coding',
+    'value.ofType(CodeableConcept).coding',
+    'value.ofType(string)',
+    'component.value.ofType(string)',
+    'Observation.category',
+    'code.first().coding',
+  ];
+  for (const path of iterators) {
+    it(path, () => {
+      for (const resource of observations) {
+        const items = compileFhirPath(path).evaluate([resource], { resource, rowIndex: 0 }).map(toPlainJson);
+        for (const iterator of ['forEach', 'forEachOrNull']) {
+          const compiled = compileView({
+            resourceType: 'ViewDefinition',
+            resource: 'Observation',
+            select: [{ [iterator]: path, column: [{ name: 'item', path: '$this', tag: [{ name: 'ansi/type', value: 'JSON' }] }] }],
+          });
+          const expected = items.length === 0 && iterator === 'forEachOrNull' ? [null] : items;
+          expect(compiled.evaluate(resource).map((r) => r.item), `${String(resource.id)} ${iterator}`).toEqual(expected);
+        }
+      }
+    });
+  }
+});

@@ -69,8 +69,28 @@ export function generateRows(root: SelectPlan, runtime: RowRuntime): RowsFunctio
   return generator.build(runtime);
 }
 
-/** The values of a select's row that come one factor of the product: its own columns, or rows of another select. */
-type Factor = { values: string[] } | { rows: string; width: number };
+/**
+ * A factor of the product that makes a select's rows: columns (one row), the rows of an iterating
+ * select, or the rows of a unionAll.
+ */
+type Part = { columns: ColumnPlan[] } | { iterating: SelectPlan } | { union: SelectPlan[] };
+
+/**
+ * The factors of a select's body, in evaluation order. A nested select without an iterator gives
+ * exactly its own body, so its factors join those of its parent.
+ */
+function partsOf(select: SelectPlan, out: Part[] = []): Part[] {
+  if (select.columns.length) out.push({ columns: select.columns });
+  for (const nested of select.select) {
+    if (iterates(nested)) out.push({ iterating: nested });
+    else partsOf(nested, out);
+  }
+  if (select.unionAll.length) out.push({ union: select.unionAll });
+  return out;
+}
+
+const widthOf = (part: Exclude<Part, { columns: ColumnPlan[] }>): number =>
+  'iterating' in part ? part.iterating.allColumns.length : part.union[0]!.allColumns.length;
 
 /** Whether a select gives one body per item of an iterator rather than one body on its input. */
 const iterates = (select: SelectPlan): boolean => Boolean(select.forEach ?? select.forEachOrNull ?? select.repeat);
@@ -123,68 +143,65 @@ class Generator {
   }
 
   /**
-   * The body of a select on one item: its own columns, nested selects and unionAll make a product of
-   * factors, evaluated in the closure evaluator's order; `emit` receives the value expressions of one
-   * row at the innermost loop. As in evaluateBody, a factor without rows ends the body at once.
+   * The body of a select on one item: the product of its factors, evaluated in the closure
+   * evaluator's order; `emit` receives the value expressions of one row. As in evaluateBody, a
+   * factor without rows ends the body at once.
    */
   body(select: SelectPlan, item: string, emit: (values: string[]) => void): void {
     const exit = this.fresh('body');
     this.open(`${exit}: {`);
-    const factors: Factor[] = [];
-    this.factors(select, item, exit, factors);
+    const parts = partsOf(select);
     const values: string[] = [];
-    let loops = 0;
-    for (const factor of factors) {
-      if ('values' in factor) {
-        values.push(...factor.values);
-        continue;
+    const loops: { rows: string; row: string }[] = [];
+    let emitted = false;
+    parts.forEach((part, i) => {
+      if ('columns' in part) {
+        for (const column of part.columns) values.push(this.column(column, item));
+        return;
       }
+      const width = widthOf(part);
+      if (i === parts.length - 1 && loops.length === 0) {
+        // The last factor after a single row: its rows are the body's rows, emitted as they come
+        // rather than gathered in a list first.
+        const before = [...values];
+        this.rowsOf(part, item, (own) => emit([...before, ...own]));
+        emitted = true;
+        return;
+      }
+      const rows = this.fresh('rows');
       const row = this.fresh('row');
-      this.open(`for (const ${row} of ${factor.rows}) {`);
-      loops++;
-      for (let i = 0; i < factor.width; i++) values.push(`${row}[${i}]`);
+      this.line(`const ${rows} = [];`);
+      this.rowsOf(part, item, (own) => this.line(`${rows}.push([${own.join(', ')}]);`));
+      this.line(`if (${rows}.length === 0) break ${exit};`);
+      loops.push({ rows, row });
+      for (let c = 0; c < width; c++) values.push(`${row}[${c}]`);
+    });
+    if (!emitted) {
+      for (const { rows, row } of loops) this.open(`for (const ${row} of ${rows}) {`);
+      emit(values);
+      for (let i = 0; i < loops.length; i++) this.close();
     }
-    emit(values);
-    for (let i = 0; i < loops; i++) this.close();
     this.close();
   }
 
-  /**
-   * The factors of a select's body. A nested select without an iterator gives exactly its own body,
-   * so its factors join those of its parent instead of making rows of their own.
-   */
-  private factors(select: SelectPlan, item: string, exit: string, out: Factor[]): void {
-    out.push({ values: select.columns.map((c) => this.column(c, item)) });
-    for (const nested of select.select) {
-      if (!iterates(nested)) {
-        this.factors(nested, item, exit, out);
-        continue;
-      }
-      const rows = this.fresh('rows');
-      this.line(`const ${rows} = [];`);
-      this.iterate(nested, item, rows);
-      this.line(`if (${rows}.length === 0) break ${exit};`);
-      out.push({ rows, width: nested.allColumns.length });
-    }
-    if (select.unionAll.length) {
-      const rows = this.fresh('union');
-      this.line(`const ${rows} = [];`);
-      for (const branch of select.unionAll) {
-        if (iterates(branch)) this.iterate(branch, item, rows);
-        else this.body(branch, item, (values) => this.line(`${rows}.push([${values.join(', ')}]);`));
-      }
-      this.line(`if (${rows}.length === 0) break ${exit};`);
-      out.push({ rows, width: select.unionAll[0]!.allColumns.length });
+  /** Emits the rows of an iterating select or a unionAll on one item. */
+  private rowsOf(part: Exclude<Part, { columns: ColumnPlan[] }>, item: string, emit: (values: string[]) => void): void {
+    if ('iterating' in part) return this.iterate(part.iterating, item, emit);
+    for (const branch of part.union) {
+      if (iterates(branch)) this.iterate(branch, item, emit);
+      else this.body(branch, item, emit);
     }
   }
 
-  /** Rows of an iterating select pushed to the list `into`: its body on each item, %rowIndex set to the item's index. */
-  private iterate(select: SelectPlan, item: string, into: string): void {
+  /** The rows of an iterating select: its body on each item, %rowIndex set to the item's index. */
+  private iterate(select: SelectPlan, item: string, emit: (values: string[]) => void): void {
     const plan = this.constant(select);
-    const focuses = this.fresh('focuses');
-    this.line(`const ${focuses} = focusesOf(${plan}, [${item}], ctx);`);
+    const focuses = this.focuses(select, plan, item);
     if (select.forEachOrNull) {
-      this.line(`if (${focuses}.length === 0) for (const row of nullRows(${plan}, ctx)) ${into}.push(row);`);
+      const row = this.fresh('row');
+      this.open(`if (${focuses}.length === 0) for (const ${row} of nullRows(${plan}, ctx)) {`);
+      emit(select.allColumns.map((_, c) => `${row}[${c}]`));
+      this.close();
     }
     // An error abandons the resource and its context, so the index is restored without a finally.
     const parentIndex = this.fresh('parentIndex');
@@ -194,9 +211,35 @@ class Generator {
     this.open(`for (let ${i} = 0; ${i} < ${focuses}.length; ${i}++) {`);
     this.line(`ctx.rowIndex = ${i};`);
     this.line(`const ${focus} = ${focuses}[${i}];`);
-    this.body(select, focus, (values) => this.line(`${into}.push([${values.join(', ')}]);`));
+    this.body(select, focus, emit);
     this.close();
     this.line(`ctx.rowIndex = ${parentIndex};`);
+  }
+
+  /**
+   * Code gathering the items an iterating select goes over; returns the local that holds them. A
+   * forEach or forEachOrNull path of members and ofType() walks the resource inline; a repeat, any
+   * other path, and a case the inline walk leaves out ask the closures.
+   */
+  private focuses(select: SelectPlan, plan: string, item: string): string {
+    const focuses = this.fresh('focuses');
+    const closures = `focusesOf(${plan}, [${item}], ctx)`;
+    const iterator = select.forEach ?? select.forEachOrNull;
+    if (iterator) {
+      const code = new CollectionCode(this, focuses, closures);
+      try {
+        code.gather(iterator.tree, item);
+        this.line(`let ${focuses} = [];`);
+        this.open(`${focuses}: {`);
+        for (const line of code.lines) this.line(line);
+        this.close();
+        return focuses;
+      } catch (err) {
+        if (!(err instanceof Unsupported)) throw err;
+      }
+    }
+    this.line(`const ${focuses} = ${closures};`);
+    return focuses;
   }
 
   /** Code computing a column's stored value on `item`; returns the local that holds it. */
@@ -227,7 +270,7 @@ class Generator {
     return stored;
   }
 
-  /** For ItemCode: fresh names and constants of the same function. */
+  /** For PathCode: fresh names and constants of the same function. */
   name(prefix: string): string {
     return this.fresh(prefix);
   }
@@ -237,33 +280,62 @@ class Generator {
   }
 }
 
+/** Statements reading paths from the resource, in a block labelled `label` that they may leave early. */
+class PathCode {
+  readonly lines: string[] = [];
+
+  constructor(
+    protected readonly generator: Generator,
+    protected readonly label: string,
+  ) {}
+
+  /** Depth of the loops the next line is in, for indentation. */
+  private depth = 0;
+
+  protected push(line: string): void {
+    if (line === '}') this.depth--;
+    this.lines.push('  '.repeat(this.depth) + line);
+    if (line.endsWith('{')) this.depth++;
+  }
+
+  /** A local holding `init`. */
+  protected local(init: string): string {
+    const name = this.generator.name('x');
+    this.push(`let ${name} = ${init};`);
+    return name;
+  }
+
+  /**
+   * Reads member `m` of the local `from` into a new local as childOf() does (undefined when there is
+   * none: no object, a LosslessNumber for names it has itself, null), the choice search included.
+   */
+  protected child(from: string, m: PathMember): string {
+    const lossless = m.checkLossless ? ` && !isLosslessNumber(${from})` : '';
+    const key = JSON.stringify(m.name);
+    const v = this.local(`${from} !== null && typeof ${from} === 'object'${lossless} ? ${from}[${key}] : undefined`);
+    if (m.choice) this.push(`if (${v} === undefined && ${from} !== null && typeof ${from} === 'object'${lossless}) ${v} = choiceValue(${from}, ${key});`);
+    return v;
+  }
+
+  /** A test that `parent` has a `name` element that is not null (which ofType(T) would filter by type). */
+  protected hasElement(parent: string, name: string): string {
+    const key = JSON.stringify(name);
+    return `${parent} !== null && typeof ${parent} === 'object' && ${parent}[${key}] !== undefined && ${parent}[${key}] !== null`;
+  }
+}
+
 /**
  * The statements of one column path, evaluated on one item, in a block labelled with the column's
  * value variable: they leave the block with the variable set to NO (no value) or MANY (ask the
  * closures), else the block ends by storing the expression `of` returns.
  */
-class ItemCode {
-  readonly lines: string[] = [];
-
-  constructor(
-    private readonly generator: Generator,
-    /** The value variable, also the label of the block. */
-    private readonly value: string,
-  ) {}
-
+class ItemCode extends PathCode {
   private none(): string {
-    return `{ ${this.value} = NO; break ${this.value}; }`;
+    return `{ ${this.label} = NO; break ${this.label}; }`;
   }
 
   private many(): string {
-    return `{ ${this.value} = MANY; break ${this.value}; }`;
-  }
-
-  /** A local holding `init`. */
-  private local(init: string): string {
-    const name = this.generator.name('x');
-    this.lines.push(`let ${name} = ${init};`);
-    return name;
+    return `{ ${this.label} = MANY; break ${this.label}; }`;
   }
 
   /** The expression of the one item `node` gives on `input` (a local), after the statements it adds. */
@@ -285,18 +357,6 @@ class ItemCode {
       default:
         throw new Unsupported();
     }
-  }
-
-  /**
-   * Reads member `m` of the local `from` into a new local as childOf() does (undefined when there is
-   * none: no object, a LosslessNumber for names it has itself, null), the choice search included.
-   */
-  private child(from: string, m: PathMember): string {
-    const lossless = m.checkLossless ? ` && !isLosslessNumber(${from})` : '';
-    const key = JSON.stringify(m.name);
-    const v = this.local(`${from} !== null && typeof ${from} === 'object'${lossless} ? ${from}[${key}] : undefined`);
-    if (m.choice) this.lines.push(`if (${v} === undefined && ${from} !== null && typeof ${from} === 'object'${lossless}) ${v} = choiceValue(${from}, ${key});`);
-    return v;
   }
 
   /**
@@ -324,14 +384,14 @@ class ItemCode {
       if (step === null) continue; // first() of one item is that item
       const firstFollows = steps.indexOf(null, i + 1) >= 0;
       const v = this.child(current, pathMember(step));
-      this.lines.push(`if (${v} === undefined || ${v} === null) ${this.none()}`);
+      this.push(`if (${v} === undefined || ${v} === null) ${this.none()}`);
       if (!firstFollows) {
-        this.lines.push(`if (Array.isArray(${v})) { if (${v}.length !== 1 || ${v}[0] === undefined || ${v}[0] === null) ${this.many()} ${v} = ${v}[0]; }`);
+        this.push(`if (Array.isArray(${v})) { if (${v}.length !== 1 || ${v}[0] === undefined || ${v}[0] === null) ${this.many()} ${v} = ${v}[0]; }`);
       } else if (steps[i + 1] === null) {
-        this.lines.push(`if (Array.isArray(${v})) { ${v} = firstPresent(${v}); if (${v} === undefined) ${this.none()} }`);
+        this.push(`if (Array.isArray(${v})) { ${v} = firstPresent(${v}); if (${v} === undefined) ${this.none()} }`);
       } else {
         // firstOfPath would try each item in turn: one item is that item, more are left to the closures.
-        this.lines.push(`if (Array.isArray(${v})) { if (${v}.length > 1) ${this.many()} ${v} = ${v}[0]; if (${v} === undefined || ${v} === null) ${this.none()} }`);
+        this.push(`if (Array.isArray(${v})) { if (${v}.length > 1) ${this.many()} ${v} = ${v}[0]; if (${v} === undefined || ${v} === null) ${this.none()} }`);
       }
       current = v;
     }
@@ -341,7 +401,7 @@ class ItemCode {
   /** getResourceKey() at the start of a path: the item's id. */
   private resourceKey(input: string): string {
     const id = this.local(`${input} !== null && typeof ${input} === 'object' ? ${input}.id : undefined`);
-    this.lines.push(`if (typeof ${id} !== 'string') ${this.none()}`);
+    this.push(`if (typeof ${id} !== 'string') ${this.none()}`);
     return id;
   }
 
@@ -350,7 +410,7 @@ class ItemCode {
     const ref = node.base ? this.of(node.base, input) : input;
     const keyOf = this.generator.bind(referenceKeyReader(node.args));
     const key = this.local(`${keyOf}(${ref})`);
-    this.lines.push(`if (${key} === undefined) ${this.none()}`);
+    this.push(`if (${key} === undefined) ${this.none()}`);
     return key;
   }
 
@@ -361,11 +421,69 @@ class ItemCode {
   private ofType(receiver: Extract<Node, { kind: 'member' }>, typeArg: Node, input: string): string {
     const parent = receiver.base ? this.of(receiver.base, input) : input;
     const chosen = this.child(parent, pathMember(choiceKey(receiver.name, bareTypeName(typeArg))));
-    this.lines.push(`if (Array.isArray(${chosen})) ${this.many()}`);
-    this.lines.push(
-      `if (${parent} !== null && typeof ${parent} === 'object' && ${parent}[${JSON.stringify(receiver.name)}] !== undefined && ${parent}[${JSON.stringify(receiver.name)}] !== null) ${this.many()}`,
-    );
-    this.lines.push(`if (${chosen} === undefined || ${chosen} === null) ${this.none()}`);
+    this.push(`if (Array.isArray(${chosen})) ${this.many()}`);
+    this.push(`if (${this.hasElement(parent, receiver.name)}) ${this.many()}`);
+    this.push(`if (${chosen} === undefined || ${chosen} === null) ${this.none()}`);
     return chosen;
+  }
+}
+
+/**
+ * The statements gathering the items of an iterator path into the list named by `label`, in the
+ * order of the closures' member(): a path of members and ofType() on choice elements, walked with a
+ * loop per member. Where ofType(T) would also take items of `name` itself, the list is the closures'.
+ */
+class CollectionCode extends PathCode {
+  constructor(
+    generator: Generator,
+    label: string,
+    /** The expression evaluating the path with the closures. */
+    private readonly closures: string,
+  ) {
+    super(generator, label);
+  }
+
+  gather(node: Node, input: string): void {
+    this.each(node, input, (item) => this.push(`${this.label}.push(${item});`));
+  }
+
+  /** Emits loops visiting each item `node` gives on `input`, `visit` writing the code for one. */
+  private each(node: Node, input: string, visit: (item: string) => void): void {
+    if (node.kind === 'member') {
+      // `Patient.name` (a leading type name) is the closures' to decide.
+      if (!node.base && /^[A-Z]/.test(node.name)) throw new Unsupported();
+      const members = (from: string): void => this.members(from, pathMember(node.name), visit);
+      if (node.base) this.each(node.base, input, members);
+      else members(input);
+      return;
+    }
+    if (node.kind === 'call' && node.name === 'ofType' && node.base?.kind === 'member') {
+      const receiver = node.base;
+      const choice = pathMember(choiceKey(receiver.name, bareTypeName(node.args[0]!)));
+      const chosen = (parent: string): void => {
+        this.push(`if (${this.hasElement(parent, receiver.name)}) { ${this.label} = ${this.closures}; break ${this.label}; }`);
+        this.members(parent, choice, visit);
+      };
+      if (receiver.base) this.each(receiver.base, input, chosen);
+      else chosen(input);
+      return;
+    }
+    throw new Unsupported();
+  }
+
+  /** A loop over member `m` of `from`: a list's items that are not null, or the one value. */
+  private members(from: string, m: PathMember, visit: (item: string) => void): void {
+    const v = this.child(from, m);
+    const list = this.generator.name('list');
+    const n = this.generator.name('n');
+    const j = this.generator.name('j');
+    const item = this.generator.name('x');
+    this.push(`const ${list} = Array.isArray(${v});`);
+    this.push(`const ${n} = ${list} ? ${v}.length : ${v} === undefined ? 0 : 1;`);
+    this.push(`for (let ${j} = 0; ${j} < ${n}; ${j}++) {`);
+    this.push(`const ${item} = ${list} ? ${v}[${j}] : ${v};`);
+    this.push(`if (${item} === null || ${item} === undefined) continue;`);
+    visit(item);
+    this.push('}');
   }
 }
