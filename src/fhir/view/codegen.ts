@@ -8,8 +8,9 @@
  * getResourceKey(), getReferenceKey(), literals, $this) becomes inline code with the meaning of
  * CompiledFhirPath.evaluateItem: one value, none, or MANY_ITEMS when a list may make the result a
  * collection. That case, and every path outside the subset, calls the compiled closures through
- * RowRuntime.columnValue, so values and errors are those of the closure evaluator; so do iterators
- * (forEach, forEachOrNull, repeat), which give collections.
+ * RowRuntime.columnValue, so values and errors are those of the closure evaluator. Likewise a
+ * forEach or forEachOrNull path of members and ofType() is walked by generated loops, and any other
+ * iterator (repeat included) is evaluated by the closures.
  *
  * No text of the view reaches the code unquoted: property and column names are written with
  * JSON.stringify; plans, literals and functions are passed in as bound constants (`k0`, `k1`, …).
@@ -89,7 +90,10 @@ function partsOf(select: SelectPlan, out: Part[] = []): Part[] {
   return out;
 }
 
-const widthOf = (part: Exclude<Part, { columns: ColumnPlan[] }>): number =>
+/** A factor that may give any number of rows. */
+type RowsPart = Exclude<Part, { columns: ColumnPlan[] }>;
+
+const widthOf = (part: RowsPart): number =>
   'iterating' in part ? part.iterating.allColumns.length : part.union[0]!.allColumns.length;
 
 /** Whether a select gives one body per item of an iterator rather than one body on its input. */
@@ -185,7 +189,7 @@ class Generator {
   }
 
   /** Emits the rows of an iterating select or a unionAll on one item. */
-  private rowsOf(part: Exclude<Part, { columns: ColumnPlan[] }>, item: string, emit: (values: string[]) => void): void {
+  private rowsOf(part: RowsPart, item: string, emit: (values: string[]) => void): void {
     if ('iterating' in part) return this.iterate(part.iterating, item, emit);
     for (const branch of part.union) {
       if (iterates(branch)) this.iterate(branch, item, emit);
