@@ -1,25 +1,25 @@
 /**
  * Evaluation of a compiled ViewDefinition on one resource: where filters, then the select tree
  * (forEach, forEachOrNull, repeat, nested select as a cross product, unionAll as a concatenation),
- * producing rows with their values converted to the column types.
+ * producing rows with their values converted to the column types. The select tree runs as the
+ * function codegen.ts generates for the view; the closure evaluator here does what it leaves out.
  */
 import { CarepipeError } from '../../errors.js';
 import { FhirPathEvaluationError, MANY_ITEMS, NO_ITEM, type Collection, type EvaluationContext } from './fhirpath.js';
 import type { ColumnPlan, SelectPlan, ViewPlan } from './definition.js';
 import { isLosslessNumber } from 'lossless-json';
+import { generateRows, type Row, type RowRuntime } from './codegen.js';
 import { ColumnTypeError, toColumnValue, toPlainJson } from './types.js';
-
-type Row = unknown[];
 
 /** FHIR primitive types written as JSON strings. */
 const JSON_STRING_TYPES = new Set(['string', 'code', 'id', 'uri', 'url', 'canonical', 'oid', 'uuid', 'markdown', 'date', 'dateTime', 'time', 'instant', 'base64Binary']);
 
+/** What the generated rows functions leave to the closures. */
+const RUNTIME: RowRuntime = { columnValue, storedValue, focusesOf, nullRows };
+
 /** Returns a function giving the rows of the view for one resource (none when the resource is of another type). */
 export function rowEvaluator(plan: ViewPlan): (resource: unknown) => Record<string, unknown>[] {
-  // Column names are SQL identifiers, checked unique when the view was compiled: a record is an
-  // object literal of a fixed shape, which V8 builds much faster than one filled key by key.
-  const fields = plan.columns.map((c, i) => `${JSON.stringify(c.name)}: row[${i}]`).join(', ');
-  const toRecord = new Function('row', `return { ${fields} };`) as (row: Row) => Record<string, unknown>;
+  const rowsOf = generateRows(plan.root, RUNTIME);
   return (resource) => {
     if (resource === null || typeof resource !== 'object' || (resource as { resourceType?: unknown }).resourceType !== plan.resource) {
       return [];
@@ -29,10 +29,7 @@ export function rowEvaluator(plan: ViewPlan): (resource: unknown) => Record<stri
     for (const where of plan.where) {
       if (!passes(where.expression.evaluate, where.expression.expression, where.location, input, context)) return [];
     }
-    const rows = evaluateSelect(plan.root, input, context);
-    const records: Record<string, unknown>[] = new Array(rows.length);
-    for (let i = 0; i < rows.length; i++) records[i] = toRecord(rows[i]!);
-    return records;
+    return rowsOf(resource, context);
   };
 }
 
@@ -74,32 +71,39 @@ function recordError(err: unknown, field: string): unknown {
  * null row of a forEachOrNull over an empty collection.
  */
 function evaluateSelect(select: SelectPlan, input: Collection, context: EvaluationContext): Row[] {
-  const iterator = select.forEach ?? select.forEachOrNull;
-  if (!iterator && !select.repeat) return evaluateBody(select, input, context);
-
-  let foci: Collection;
+  if (!select.forEach && !select.forEachOrNull && !select.repeat) return evaluateBody(select, input, context);
+  const foci = focusesOf(select, input, context);
+  if (foci.length === 0) return select.forEachOrNull ? nullRows(select, context) : [];
+  const parentIndex = context.rowIndex;
   try {
-    foci = iterator ? iterator.evaluate(input, context) : repeatFoci(select.repeat!.map((r) => r.evaluate), input, context);
+    const rows: Row[] = [];
+    for (let i = 0; i < foci.length; i++) {
+      context.rowIndex = i;
+      for (const row of evaluateBody(select, [foci[i]], context)) rows.push(row);
+    }
+    return rows;
+  } finally {
+    context.rowIndex = parentIndex;
+  }
+}
+
+/** The items a forEach, forEachOrNull or repeat select iterates over. */
+function focusesOf(select: SelectPlan, input: Collection, context: EvaluationContext): Collection {
+  const iterator = select.forEach ?? select.forEachOrNull;
+  try {
+    return iterator ? iterator.evaluate(input, context) : repeatFoci(select.repeat!.map((r) => r.evaluate), input, context);
   } catch (err) {
     throw recordError(err, `${select.location}.${select.forEach ? 'forEach' : select.forEachOrNull ? 'forEachOrNull' : 'repeat'}`);
   }
+}
+
+/** The rows of a forEachOrNull over an empty collection: its body on no item (%rowIndex 0), else one row of nulls. */
+function nullRows(select: SelectPlan, context: EvaluationContext): Row[] {
   const parentIndex = context.rowIndex;
+  context.rowIndex = 0;
   try {
-    if (foci.length === 0) {
-      if (!select.forEachOrNull) return [];
-      context.rowIndex = 0;
-      const rows = evaluateBody(select, [], context);
-      return rows.length ? rows : [new Array(select.allColumns.length).fill(null)];
-    }
-    const rows: Row[] = [];
-    // A select of columns only (the common forEach) gives one row per item: no list of rows each.
-    const columnsOnly = select.select.length === 0 && select.unionAll.length === 0;
-    for (let i = 0; i < foci.length; i++) {
-      context.rowIndex = i;
-      if (columnsOnly) rows.push(ownRow(select, [foci[i]], context));
-      else for (const row of evaluateBody(select, [foci[i]], context)) rows.push(row);
-    }
-    return rows;
+    const rows = evaluateBody(select, [], context);
+    return rows.length ? rows : [new Array(select.allColumns.length).fill(null)];
   } finally {
     context.rowIndex = parentIndex;
   }
@@ -150,13 +154,13 @@ function product(left: Row[], right: Row[]): Row[] {
   return out;
 }
 
+/** The value a column stores, its path evaluated by the compiled closures. */
 function columnValue(plan: ColumnPlan, input: Collection, context: EvaluationContext): unknown {
   const { column } = plan;
+  let value: unknown = MANY_ITEMS;
   try {
     const expression = plan.expression;
-    let value: unknown = MANY_ITEMS;
     if (expression.evaluateItem && input.length === 1) value = expression.evaluateItem(input[0]);
-    if (value === NO_ITEM) return column.collection ? [] : null;
     if (value === MANY_ITEMS) {
       const result = expression.evaluate(input, context);
       if (column.collection) return result.map(toPlainJson);
@@ -165,7 +169,19 @@ function columnValue(plan: ColumnPlan, input: Collection, context: EvaluationCon
         throw new ColumnTypeError(`gave ${result.length} values; set "collection": true or pick one (first(), where(...))`);
       }
       value = result[0];
-    } else if (column.collection) return [toPlainJson(value)];
+    }
+  } catch (err) {
+    throw recordError(err, column.name);
+  }
+  return storedValue(plan, value);
+}
+
+/** The value a column stores for the one item its path gave (NO_ITEM: none). */
+function storedValue(plan: ColumnPlan, value: unknown): unknown {
+  const { column } = plan;
+  if (value === NO_ITEM) return column.collection ? [] : null;
+  if (column.collection) return [toPlainJson(value)];
+  try {
     // A declared type whose JSON form is a string (date, code, …) does not take a JSON number or boolean.
     if (column.fhirType && JSON_STRING_TYPES.has(column.fhirType) && (typeof value === 'number' || typeof value === 'boolean' || isLosslessNumber(value))) {
       throw new ColumnTypeError(`expected a ${column.fhirType} (a JSON string), got a ${typeof value === 'boolean' ? 'boolean' : 'number'}`);

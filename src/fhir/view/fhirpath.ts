@@ -28,6 +28,8 @@ export type Evaluator = (input: Collection, context: EvaluationContext) => Colle
 /** A compiled FHIRPath expression. */
 export interface CompiledFhirPath {
   expression: string;
+  /** The syntax tree, for the code generator of codegen.ts. */
+  tree: Node;
   evaluate: Evaluator;
   /** The FHIR or System type of every item, when the expression alone tells it (`exists()` → boolean). */
   type?: string;
@@ -77,6 +79,7 @@ export function compileFhirPath(expression: string, options: CompileOptions = {}
   const compiled = new Compiler(options.constants ?? new Map()).compile(tree);
   return {
     expression,
+    tree,
     evaluate: compiled.fn,
     ...(compiled.type ? { type: compiled.type } : {}),
     ...(compiled.item ? { evaluateItem: compiled.item } : {}),
@@ -192,7 +195,7 @@ function member(input: Collection, name: string): Collection {
  */
 const NOT_CHOICE = new Set(['conclusionCode', 'reasonCode', 'reasonReference', 'procedureCode', 'procedureReference']);
 
-function choiceValue(item: Record<string, unknown>, name: string): unknown {
+export function choiceValue(item: Record<string, unknown>, name: string): unknown {
   if (!CHOICE_ELEMENTS.has(name)) return undefined;
   const first = name.charCodeAt(0);
   for (const key in item) {
@@ -210,14 +213,14 @@ function choiceValue(item: Record<string, unknown>, name: string): unknown {
  * keys (`value`, `isLosslessNumber`) and methods must not read as FHIR children; for every other
  * name, reading it from a LosslessNumber gives nothing, so the (costly) check can be left out.
  */
-interface PathMember {
+export interface PathMember {
   name: string;
   checkLossless: boolean;
   /** A choice element name (`value`): when missing, look for `value` + a type. */
   choice: boolean;
 }
 
-function pathMember(name: string): PathMember {
+export function pathMember(name: string): PathMember {
   return { name, checkLossless: name === 'value' || name === 'isLosslessNumber' || name in LosslessNumber.prototype, choice: CHOICE_ELEMENTS.has(name) };
 }
 
@@ -451,10 +454,10 @@ function boundary(v: unknown, type: string | undefined, high: boolean, precision
 // ---------------------------------------------------------------------------------------------
 // References
 
-/** Whether s is a FHIR id (`[A-Za-z0-9\-.]{1,64}`), tested by character codes. */
-function isReferenceId(s: string): boolean {
-  if (s.length === 0 || s.length > 64) return false;
-  for (let i = 0; i < s.length; i++) {
+/** Whether s from `start` on is a FHIR id (`[A-Za-z0-9\-.]{1,64}`), tested by character codes. */
+function isReferenceId(s: string, start: number): boolean {
+  if (s.length <= start || s.length - start > 64) return false;
+  for (let i = start; i < s.length; i++) {
     const c = s.charCodeAt(i);
     // 0-9, A-Z, a-z, '-', '.'
     if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 45 || c === 46)) return false;
@@ -474,11 +477,15 @@ function referenceKey(ref: unknown, type?: string, typeIsName = type === undefin
     if (type && typeof declared === 'string' && declared !== type) return undefined;
     return uuid[1];
   }
-  // The common `Type/id`: one slash, checked without the general expression below.
+  // `Type/id` of the type asked for: one pass over the id, whose characters exclude another '/'.
+  if (type && typeIsName && reference.charCodeAt(type.length) === 47 && reference.startsWith(type) && isReferenceId(reference, type.length + 1)) {
+    return reference.slice(type.length + 1);
+  }
+  // Any other `Type/id`: one slash, checked without the general expression below.
   const slash = reference.indexOf('/');
   if (slash > 0 && reference.indexOf('/', slash + 1) < 0) {
+    if (!isReferenceId(reference, slash + 1)) return undefined;
     const id = reference.slice(slash + 1);
-    if (!isReferenceId(id)) return undefined;
     if (type) return reference.length === type.length + 1 + id.length && reference.startsWith(type) && typeIsName ? id : undefined;
     return REFERENCE_TYPE.test(reference.slice(0, slash)) ? id : undefined;
   }
@@ -486,6 +493,13 @@ function referenceKey(ref: unknown, type?: string, typeIsName = type === undefin
   if (!m) return undefined;
   if (type && m[1] !== type) return undefined;
   return m[2];
+}
+
+/** getReferenceKey()'s key of one Reference (undefined for none), its type argument read once. */
+export function referenceKeyReader(args: readonly Node[]): (ref: unknown) => string | undefined {
+  const type = args[0] ? typeName(args[0]).replace(/^FHIR\./, '') : undefined;
+  const typeIsName = type === undefined || REFERENCE_TYPE.test(type);
+  return (ref) => referenceKey(ref, type, typeIsName);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -595,6 +609,16 @@ function typeName(arg: Node): string {
   if (arg.kind === 'member' && !arg.base) return arg.name;
   if (arg.kind === 'member' && arg.base?.kind === 'member' && !arg.base.base) return `${arg.base.name}.${arg.name}`;
   throw new FhirPathCompileError('expected a type name');
+}
+
+/** The type argument of ofType() without its namespace: `FHIR.Quantity` → `Quantity`. */
+export function bareTypeName(arg: Node): string {
+  return typeName(arg).replace(/^(System|FHIR)\./, '');
+}
+
+/** The JSON key of a choice element of one type: `value` and `Quantity` → `valueQuantity`. */
+export function choiceKey(name: string, bareType: string): string {
+  return name + capitalize(bareType);
 }
 
 /** A function whose result depends only on its input collection. */
@@ -796,14 +820,13 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
     min: 1,
     max: 1,
     compile: (c, base, args, call) => {
-      const type = typeName(args[0]!);
-      const bare = type.replace(/^(System|FHIR)\./, '');
+      const bare = bareTypeName(args[0]!);
       // `value.ofType(Quantity)` → `valueQuantity`: compile the choice element access directly.
       const receiver = call.base;
       if (receiver?.kind === 'member') {
         const parent = receiver.base ? c.compile(receiver.base).fn : identity;
         const name = receiver.name;
-        const choice = name + capitalize(bare);
+        const choice = choiceKey(name, bare);
         const choiceMember = pathMember(choice);
         // On one item: its choice element, unless a list or a `name` element too make a collection.
         const item = receiver.base
@@ -925,8 +948,7 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
     min: 0,
     max: 1,
     compile: (_c, base, args) => {
-      const type = args[0] ? typeName(args[0]).replace(/^FHIR\./, '') : undefined;
-      const typeIsName = type === undefined || REFERENCE_TYPE.test(type);
+      const keyOf = referenceKeyReader(args);
       const b = base.fn;
       const bItem = base.item;
       return {
@@ -935,7 +957,7 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
               item: (item: unknown) => {
                 const ref = bItem(item);
                 if (ref === NO_ITEM || ref === MANY_ITEMS) return ref;
-                const key = referenceKey(ref, type, typeIsName);
+                const key = keyOf(ref);
                 return key === undefined ? NO_ITEM : key;
               },
             }
@@ -943,12 +965,12 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
         fn: (input, ctx) => {
           const refs = b(input, ctx);
           if (refs.length === 1) {
-            const key = referenceKey(refs[0], type, typeIsName);
+            const key = keyOf(refs[0]);
             return key === undefined ? EMPTY : [key];
           }
           const out: unknown[] = [];
           for (const ref of refs) {
-            const key = referenceKey(ref, type, typeIsName);
+            const key = keyOf(ref);
             if (key !== undefined) out.push(key);
           }
           return out;
