@@ -24,6 +24,7 @@ import {
   MANY_ITEMS,
   NO_ITEM,
   pathMember,
+  pathSteps,
   referenceKeyReader,
   type Collection,
   type EvaluationContext,
@@ -368,18 +369,7 @@ class ItemCode extends PathCode {
    * it: a list of one item is that item; after first(), the first item present; other lists → MANY.
    */
   private path(node: Node, input: string): string {
-    const steps: (string | null)[] = []; // member names, null for first(); outermost first
-    let inner: Node | undefined = node;
-    while (inner) {
-      if (inner.kind === 'member') {
-        steps.push(inner.name);
-        inner = inner.base;
-      } else if (inner.kind === 'call' && inner.name === 'first' && inner.args.length === 0) {
-        steps.push(null);
-        inner = inner.base;
-      } else break;
-    }
-    steps.reverse();
+    const { steps, inner } = pathSteps(node);
     // `Patient.name` (a leading type name) has no evaluateItem: the closures decide.
     if (!inner && typeof steps[0] === 'string' && /^[A-Z]/.test(steps[0])) throw new Unsupported();
     let current = inner ? this.of(inner, input) : input;

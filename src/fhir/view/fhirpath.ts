@@ -224,6 +224,26 @@ export function pathMember(name: string): PathMember {
   return { name, checkLossless: name === 'value' || name === 'isLosslessNumber' || name in LosslessNumber.prototype, choice: CHOICE_ELEMENTS.has(name) };
 }
 
+/**
+ * Splits the chain of members and first() calls at the end of `node` (`category.first().coding.code`):
+ * `steps` are the member names, null for first(), outermost first; `inner` is what precedes the chain
+ * (undefined when the chain starts at the input).
+ */
+export function pathSteps(node: Node): { steps: (string | null)[]; inner: Node | undefined } {
+  const steps: (string | null)[] = [];
+  let inner: Node | undefined = node;
+  while (inner) {
+    if (inner.kind === 'member') {
+      steps.push(inner.name);
+      inner = inner.base;
+    } else if (inner.kind === 'call' && inner.name === 'first' && inner.args.length === 0) {
+      steps.push(null);
+      inner = inner.base;
+    } else break;
+  }
+  return { steps: steps.reverse(), inner };
+}
+
 /** The child named `m` of one item, as member() reads it (undefined when there is none). */
 function childOf(item: unknown, m: PathMember): unknown {
   if (item === null || typeof item !== 'object' || (m.checkLossless && isLosslessNumber(item))) return undefined;
@@ -1171,18 +1191,7 @@ class Compiler {
    * walk over the resource, on top of whatever precedes the chain.
    */
   private path(node: Node): Compiled {
-    const steps: (string | null)[] = []; // member names, null for first(); outermost first
-    let inner: Node | undefined = node;
-    while (inner) {
-      if (inner.kind === 'member') {
-        steps.push(inner.name);
-        inner = inner.base;
-      } else if (inner.kind === 'call' && inner.name === 'first' && inner.args.length === 0) {
-        steps.push(null);
-        inner = inner.base;
-      } else break;
-    }
-    steps.reverse();
+    const { steps, inner } = pathSteps(node);
     const base = inner ? this.compile(inner) : undefined;
     const segmentsOf = (from: number): PathSegment[] => {
       const segments: PathSegment[] = [];
