@@ -2,7 +2,6 @@
  * `carepipe export-csv`: a declared table, view or computed source, or a ViewDefinition evaluated over
  * the stored FHIR resources, streamed through a cursor to CSV with the chosen profile applied.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { Knex } from 'knex';
@@ -10,7 +9,7 @@ import { parse as parseLossless, stringify as stringifyLossless } from 'lossless
 import { CarepipeError, isCarepipeError } from '../errors.js';
 import type { RunLedger } from '../db/ledger.js';
 import type { Reporter } from '../cli/output.js';
-import { compileView, type CompiledView } from '../fhir/view/index.js';
+import { readViewFile } from '../fhir/view/index.js';
 import { guardFormula, writeCsv, writeFileAtomically, type Cell, type CsvFormat } from '../writers/csv.js';
 import { formatPgText, type ValueKind } from './format.js';
 import { applyProfile, type Profile, type ProfiledColumn } from './profile.js';
@@ -279,22 +278,6 @@ function viewCell(value: unknown, collection: boolean): string | null {
   return stringifyLossless(value) ?? null;
 }
 
-function readView(file: string): { definition: unknown; view: CompiledView } {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new CarepipeError('INPUT_NOT_FOUND', `cannot read view ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file });
-  }
-  let definition: unknown;
-  try {
-    definition = JSON.parse(text);
-  } catch (err) {
-    throw new CarepipeError('VIEW_INVALID', `not JSON: ${(err as Error).message}`, { file });
-  }
-  return { definition, view: compileView(definition, { source: file }) };
-}
-
 /** JS-side `--where` on view columns, on the cell text: numbers compare as numbers, the rest as text. */
 function viewFilter(conditions: Condition[], columns: { name: string; kind: ValueKind }[], source: string) {
   const tests = conditions.map((c) => {
@@ -328,7 +311,7 @@ function viewFilter(conditions: Condition[], columns: { name: string; kind: Valu
 
 async function exportView(options: ExportCsvOptions, conditions: Condition[], deps: ExportCsvDeps): Promise<ExportCsvResult> {
   const file = path.resolve(deps.cwd, options.view!);
-  const { definition, view } = readView(file);
+  const { definition, view } = readViewFile(file);
   if (options.chart || (['by', 'period', 'from', 'to'] as const).some((k) => options.params[k] !== undefined)) {
     throw usage('--by, --period, --from, --to and --chart apply to computed sources, not to --view');
   }

@@ -37,6 +37,11 @@ export function compileView(definition: unknown, options: { source?: string } = 
 
 /** Reads a ViewDefinition JSON file and compiles it. */
 export function loadViewFile(file: string): CompiledView {
+  return readViewFile(file).view;
+}
+
+/** Reads a ViewDefinition JSON file: the definition as parsed, and compiled. */
+export function readViewFile(file: string): { definition: unknown; view: CompiledView } {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -49,5 +54,5 @@ export function loadViewFile(file: string): CompiledView {
   } catch (err) {
     throw new CarepipeError('VIEW_INVALID', `not JSON: ${(err as Error).message}`, { file });
   }
-  return compileView(definition, { source: file });
+  return { definition, view: compileView(definition, { source: file }) };
 }
