@@ -3,6 +3,7 @@
  * `organizations_workers` view in keyset pages so a large directory is never held in memory at once.
  */
 import type { Knex } from 'knex';
+import type { OrganizationRecord, WorkerRecord } from './normalise.js';
 
 /** Columns of a listing row, in CSV order. */
 export const LIST_COLUMNS = [
@@ -59,26 +60,9 @@ export async function* organizationWorkerRows(knex: Knex, options: ListOptions =
   }
 }
 
-export interface OrganizationListing {
-  finess: string;
-  name: string;
-  finess_justice: string | null;
-  activity_segment_code: string | null;
-  activity_segment_name: string | null;
-  building_number: string | null;
-  city: string | null;
-  postcode: string | null;
-  bimedoc_client: boolean | null;
-  workers: {
-    rpps_number: string;
-    last_name: string;
-    first_name: string;
-    gender: string | null;
-    email: string | null;
-    phone_number: string | null;
-    profession_code: string | null;
-    profession_name: string;
-  }[];
+/** An organization as stored, with the workers linked to it. */
+export interface OrganizationListing extends OrganizationRecord {
+  workers: WorkerRecord[];
 }
 
 /** Group flat rows (ordered by finess) into organizations with their workers. */
