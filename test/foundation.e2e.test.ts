@@ -29,6 +29,14 @@ describe('carepipe config', () => {
     expect(JSON.parse(result.stdout).database).toBe('postgres://alice:****@db.example/prod');
   });
 
+  it('refuses a CAREPIPE_HEAP_GROWTH that is not a whole percent, with exit 2 and the variable named', async () => {
+    const result = await runCli(['config'], { env: { CAREPIPE_HEAP_GROWTH: 'lots' } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("CAREPIPE_HEAP_GROWTH must be a whole number of percent from 0 to 1000, not 'lots'");
+    const fine = await runCli(['config'], { env: { CAREPIPE_HEAP_GROWTH: '0' } });
+    expect(fine.code).toBe(0);
+  });
+
   it('refuses a database URL that is not postgres:// with exit 2', async () => {
     const result = await runMain(['config', '--database-url', 'mysql://x/y']);
     expect(result.code).toBe(2);

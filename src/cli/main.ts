@@ -7,6 +7,7 @@ import { ExitCode, formatLocation, isCarepipeError } from '../errors.js';
 import type { CliState } from './common.js';
 import { processIO, type CliIO } from './io.js';
 import { commands } from './commands/index.js';
+import { limitHeapGrowth } from './heap.js';
 
 export function buildProgram(state: CliState): Command {
   const program = new Command('carepipe')
@@ -33,6 +34,7 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
   const state: CliState = { io, exitCode: ExitCode.OK };
   const program = buildProgram(state);
   try {
+    limitHeapGrowth(io.env);
     await program.parseAsync([...argv], { from: 'user' });
     return state.exitCode;
   } catch (err) {
