@@ -77,10 +77,15 @@ $$`;
 const ICD10 = ['ICD-10', 'ICD-10-CM', 'ICD-10-GM', 'CIM-10'];
 const ICD9 = ['ICD-9-CM', 'ICD-9'];
 
+/**
+ * The best code of a condition among `names`. Joins on the bookkeeping pair (_resource_type,
+ * _resource_id), which holds the same values as resource_type/resource_id in codings, so the flat
+ * table's own record index serves it and codings needs no second index on the same pair.
+ */
 function codeOf(names: string[], alias: string): string {
   return `left join lateral (
       select k.code, k.display, k.system_name from codings k
-       where k.resource_type = 'Condition' and k.resource_id = c.id and k.element = 'code'
+       where k._resource_type = 'Condition' and k._resource_id = c.id and k.element = 'code'
          and k.system_name in (${names.map(literal).join(', ')})
        order by array_position(array[${names.map(literal).join(', ')}], k.system_name), k.code
        limit 1) as ${alias} on true`;
@@ -115,7 +120,6 @@ export async function ensureCodingsExtras(knex: Knex): Promise<boolean> {
   const exists = await knex.raw<{ rows: { oid: string | null }[] }>(`select to_regclass('codings')::text as oid`);
   if (exists.rows[0]?.oid == null) return false;
   await knex.raw('alter table codings add column if not exists system_name text generated always as (coding_system_name(system)) stored');
-  await knex.raw('create index if not exists codings_resource on codings (resource_id, resource_type)');
   await knex.raw('create index if not exists codings_system_code on codings (system_name, code)');
   await knex.raw(DISEASES_VIEW_SQL);
   return true;
