@@ -2,9 +2,12 @@
 // ingest-fhir on the Synthea Bulk Data export (../shared/fhir/synthea-bulk, or BENCH_FHIR_DIR):
 // - into a fresh schema of the Postgres server (TEST_DATABASE_URL or postgres://127.0.0.1/test),
 // - a bare COPY of the same raw rows (type, id, resource) into a table without indexes: the physical limit,
+// - a COPY of the same rows straight into a fresh fhir_resources (its keys and its row-history trigger,
+//   no flat tables, no merge): the least that the lossless store with the history of issue 10 costs,
 // - into a fresh embedded PGlite folder.
 // Each ingest runs in a child process of its own (peak RSS is its own). Last line: the figures as JSON.
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +43,7 @@ const figures = (r) => ({
 });
 
 const schema = `bench_ingest_${process.pid}`;
+const floorSchema = `${schema}_store`;
 const client = new pg.Client({ connectionString: url });
 await client.connect();
 const out = { input: path.relative(process.cwd(), input), files: files.length, megabytes: +megabytes.toFixed(1) };
@@ -51,25 +55,21 @@ try {
 
   // The limit: COPY of the same rows into a bare table.
   await client.query(`create table ${schema}.bare_copy (resource_type text, id text, resource jsonb)`);
-  const started = process.hrtime.bigint();
-  let rows = 0;
-  await client.query('begin');
-  const copy = client.query(copyStreams.from(`copy ${schema}.bare_copy (resource_type, id, resource) from stdin`));
-  async function* lines() {
-    for (const file of files) {
-      for await (const line of readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
-        if (!line.trim()) continue;
-        const r = JSON.parse(line);
-        rows += 1;
-        yield `${r.resourceType}\t${r.id}\t${line.replace(/\\/g, '\\\\')}\n`;
-      }
-    }
-  }
-  await pipeline(Readable.from(lines()), copy);
-  await client.query('commit');
-  const copySeconds = Number(process.hrtime.bigint() - started) / 1e9;
-  out.copy_limit = { resources: rows, seconds: +copySeconds.toFixed(2), resources_per_s: Math.round(rows / copySeconds), mb_per_s: +(megabytes / copySeconds).toFixed(2) };
-  out.ratio_to_copy = +(out.postgres.resources_per_s / out.copy_limit.resources_per_s).toFixed(2);
+  const bare = await copyLines(`copy ${schema}.bare_copy (resource_type, id, resource) from stdin`, (r, line) => `${r.resourceType}\t${r.id}\t${line}`);
+  out.copy_limit = bare;
+  out.ratio_to_copy = +(out.postgres.resources_per_s / bare.resources_per_s).toFixed(2);
+
+  // The floor of the store alone: the same rows into fhir_resources of a fresh schema, as the ingest
+  // writes them (lz4, the run named for history), with the primary key, the index and the history trigger.
+  carepipe(['migrate', '--database-url', url, '--db-schema', floorSchema]);
+  const store = await copyLines(
+    `copy ${floorSchema}.fhir_resources (resource_type, id, version_id, last_updated, resource, content_hash, source) from stdin`,
+    (r, line) => `${r.resourceType}\t${r.id}\t${r.meta?.versionId ?? '\\N'}\t${r.meta?.lastUpdated ?? '\\N'}\t${line}\t${createHash('sha256').update(line).digest('base64url')}\tbench`,
+    [`set local search_path = ${floorSchema}`, `set local default_toast_compression = 'lz4'`, `select set_config('carepipe.run_id', '0', true)`],
+  );
+  await client.query(`drop schema if exists ${floorSchema} cascade`);
+  out.store_with_history = store;
+  out.ratio_store_with_history_to_copy = +(store.resources_per_s / bare.resources_per_s).toFixed(2);
 
   // Embedded PGlite (a fresh folder: the first command also creates and migrates it)
   const dir = mkdtempSync(path.join(os.tmpdir(), 'carepipe-bench-'));
@@ -80,7 +80,30 @@ try {
     rmSync(dir, { recursive: true, force: true });
   }
 } finally {
-  await client.query(`drop schema if exists ${schema} cascade`).catch(() => undefined);
+  for (const s of [schema, floorSchema]) await client.query(`drop schema if exists ${s} cascade`).catch(() => undefined);
   await client.end();
 }
 console.log(JSON.stringify(out));
+
+/** COPYs every resource line of the input, as `format(resource, line)` gives it, in one transaction; times it. */
+async function copyLines(sql, format, setup = []) {
+  const started = process.hrtime.bigint();
+  let rows = 0;
+  await client.query('begin');
+  for (const statement of setup) await client.query(statement);
+  const copy = client.query(copyStreams.from(sql));
+  async function* lines() {
+    for (const file of files) {
+      for await (const line of readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
+        if (!line.trim()) continue;
+        rows += 1;
+        // COPY text format: the JSON has no raw tabs or newlines; its backslashes are doubled.
+        yield `${format(JSON.parse(line), line.replace(/\\/g, '\\\\'))}\n`;
+      }
+    }
+  }
+  await pipeline(Readable.from(lines()), copy);
+  await client.query('commit');
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return { resources: rows, seconds: +seconds.toFixed(2), resources_per_s: Math.round(rows / seconds), mb_per_s: +(megabytes / seconds).toFixed(2) };
+}
