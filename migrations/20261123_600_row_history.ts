@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { tableExists } from '../src/db/catalog.js';
 import { attachHistory, detachHistory, historyKeyColumns, createHistoryFunctions } from '../src/db/history.js';
 
 /** Clinical tables of other migrations; each is attached only when present, so any subset works. */
@@ -50,8 +51,7 @@ export async function up(knex: Knex): Promise<void> {
 
   const present: string[] = [];
   for (const table of CLINICAL_TABLES) {
-    const row = await knex.raw<{ rows: { oid: string | null }[] }>('select to_regclass(?)::text as oid', [table]);
-    if (row.rows[0]?.oid != null) present.push(table);
+    if (await tableExists(knex, table)) present.push(table);
   }
   for (const table of [...present, ...(await flatTables(knex)).filter((t) => !present.includes(t))]) {
     const keys = await historyKeyColumns(knex, table);

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { tableExists } from '../src/db/catalog.js';
 import { ensureCodingsExtras } from '../src/fhir/codings.js';
 
 /** coding_system_name(), codings.system_name and the diseases view (when the codings table exists). */
@@ -8,8 +9,7 @@ export async function up(knex: Knex): Promise<void> {
 
 export async function down(knex: Knex): Promise<void> {
   await knex.raw('drop view if exists diseases');
-  const exists = await knex.raw<{ rows: { oid: string | null }[] }>(`select to_regclass('codings')::text as oid`);
-  if (exists.rows[0]?.oid != null) {
+  if (await tableExists(knex, 'codings')) {
     await knex.raw('drop index if exists codings_system_code');
     await knex.raw('drop index if exists codings_resource');
     await knex.raw('alter table codings drop column if exists system_name');

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { tableExists } from '../src/db/catalog.js';
 import { DISEASES_VIEW_SQL } from '../src/fhir/codings.js';
 
 /**
@@ -13,7 +14,7 @@ import { DISEASES_VIEW_SQL } from '../src/fhir/codings.js';
  */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw('drop index if exists codings_resource');
-  if (await hasCodings(knex)) await knex.raw(DISEASES_VIEW_SQL);
+  if (await tableExists(knex, 'codings')) await knex.raw(DISEASES_VIEW_SQL);
   await knex.raw('drop index if exists row_history_run_id_index');
   await knex.raw('create index row_history_run_id_brin on row_history using brin (run_id)');
 }
@@ -21,12 +22,7 @@ export async function up(knex: Knex): Promise<void> {
 export async function down(knex: Knex): Promise<void> {
   await knex.raw('drop index if exists row_history_run_id_brin');
   await knex.raw('create index if not exists row_history_run_id_index on row_history (run_id)');
-  if (await hasCodings(knex)) {
+  if (await tableExists(knex, 'codings')) {
     await knex.raw('create index if not exists codings_resource on codings (resource_id, resource_type)');
   }
-}
-
-async function hasCodings(knex: Knex): Promise<boolean> {
-  const result = await knex.raw<{ rows: { oid: string | null }[] }>(`select to_regclass('codings')::text as oid`);
-  return result.rows[0]?.oid != null;
 }

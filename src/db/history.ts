@@ -20,6 +20,7 @@
  */
 import type { Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
+import { quoteIdent, tableExists } from './catalog.js';
 
 export type HistoryOperation = 'I' | 'U' | 'D';
 
@@ -102,14 +103,6 @@ export async function createHistoryFunctions(knex: Knex): Promise<void> {
 
 const TRIGGERS = ['carepipe_history_ins', 'carepipe_history_upd', 'carepipe_history_del', 'carepipe_history_row'];
 
-async function tableExists(knex: Knex, table: string): Promise<boolean> {
-  const result = await knex.raw<{ rows: { oid: string | null }[] }>('select to_regclass(?)::text as oid', [quoteIdent(table)]);
-  return result.rows[0]?.oid != null;
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
 
 /** The columns of the table's primary key, in key order (empty when it has none). */
 export async function primaryKeyColumns(knex: Knex, table: string): Promise<string[]> {

@@ -5,6 +5,7 @@
  * written), and filters are built from validated column names and bound values, never pasted text.
  */
 import type { Knex } from 'knex';
+import { quoteIdent } from '../db/catalog.js';
 import { CarepipeError } from '../errors.js';
 import { kindOfType, type ValueKind } from './format.js';
 
@@ -40,10 +41,6 @@ export function parseCondition(text: string): Condition {
   return { column: match[1]!, operator, value: match[3]! };
 }
 
-/** A SQL identifier, quoted. Names come from the database's own column list, but quote them all the same. */
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
 
 const SQL_OPERATORS: Record<Operator, string> = { '=': '=', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>=' };
 

@@ -7,6 +7,7 @@
  * the generated column can never disagree with the system beside it.
  */
 import type { Knex } from 'knex';
+import { tableExists } from '../db/catalog.js';
 import type { SourceDeclaration } from '../export/treatments.js';
 
 /** [normalised URL or OID, name]: the URL lower-cased, without scheme, `www.` or trailing slash. */
@@ -117,8 +118,7 @@ select c.id as condition_id,
  */
 export async function ensureCodingsExtras(knex: Knex): Promise<boolean> {
   await knex.raw(CODING_SYSTEM_NAME_SQL);
-  const exists = await knex.raw<{ rows: { oid: string | null }[] }>(`select to_regclass('codings')::text as oid`);
-  if (exists.rows[0]?.oid == null) return false;
+  if (!(await tableExists(knex, 'codings'))) return false;
   await knex.raw('alter table codings add column if not exists system_name text generated always as (coding_system_name(system)) stored');
   await knex.raw('create index if not exists codings_system_code on codings (system_name, code)');
   await knex.raw(DISEASES_VIEW_SQL);

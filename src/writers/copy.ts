@@ -10,6 +10,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
+import { quoteIdent } from '../db/catalog.js';
 import type { DatabaseKind } from '../db/connection.js';
 
 export type Row = readonly unknown[];
@@ -24,7 +25,6 @@ export async function bulkInsert(
   return kind === 'postgres' ? copyRows(trx, table, columns, rows) : insertRows(trx, table, columns, rows);
 }
 
-const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 interface PoolClient {
   acquireConnection(): Promise<{ query(stream: unknown): NodeJS.WritableStream }>;
