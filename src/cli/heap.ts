@@ -2,7 +2,7 @@
  * How far V8 lets the heap grow past what is live before it collects the old generation.
  *
  * V8's default tunes for throughput: after each full collection it lets the old generation grow up to
- * four times the live size before the next one. An ingest keeps little alive (two batches, ~30–60 MB)
+ * four times the live size before the next one. An ingest keeps little alive (a few batches, 30–60 MB measured)
  * but promotes every batch to the old generation before dropping it, so under the default the heap
  * swings between 45 and 250 MB and RSS climbs past 400 MB on long runs. A fixed growing factor of 1.5
  * keeps it near the live size. Measured (`bench/ingest-scale`, Synthea 4×, Postgres): peak RSS 408 MB
