@@ -3,7 +3,8 @@
 // runs, and prints, for the busiest backend, the share of samples per state, wait event and statement
 // (active = working, `idle in transaction` = waiting for the client inside a transaction, `idle` =
 // waiting between transactions). With a local server it also prints the CPU seconds of the postgres
-// processes during the run (from /proc, when the data directory is readable). Not part of `npm run bench`.
+// processes during the run (from /proc, when the data directory is readable), the sampler's own
+// queries included. Not part of `npm run bench`.
 //   node bench/_pg-activity.mjs [--database-url URL] -- node bin/carepipe ingest-fhir DIR --database-url URL
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
