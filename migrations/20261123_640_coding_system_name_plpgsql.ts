@@ -1,12 +1,12 @@
 import type { Knex } from 'knex';
-import { CODING_SYSTEM_NAME_SQL } from '../src/fhir/codings.js';
+import { systemNameRulesSql } from '../src/fhir/codings.js';
 
 /**
  * coding_system_name() in PL/pgSQL: the same names, about 13× cheaper per codings row written (see
- * CODING_SYSTEM_NAME_SQL). Replacing the function keeps the generated column and its stored values.
+ * systemNameRulesSql). Replacing the function keeps the generated column and its stored values.
  */
 export async function up(knex: Knex): Promise<void> {
-  await knex.raw(CODING_SYSTEM_NAME_SQL);
+  await knex.raw(systemNameRulesSql('coding_system_name'));
 }
 
 export async function down(): Promise<void> {

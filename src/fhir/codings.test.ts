@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BACKENDS, useTestDatabase } from '../../test/helpers/db.js';
-import { ensureCodingsExtras } from './codings.js';
+import { ensureCodingsExtras, fastSpellings } from './codings.js';
 import { loadViewFile } from './view/index.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -37,6 +37,44 @@ for (const backend of BACKENDS) {
         SYSTEMS.map(([url]) => url),
       ]);
       expect(result.rows.map((r: { system: string; name: string | null }) => [r.system, r.name])).toEqual(SYSTEMS);
+    });
+
+    it('the fast path of coding_system_name gives the names of the normalising rules, spelling by spelling', async () => {
+      const spellings = [
+        ...fastSpellings().map(([s]) => s),
+        ...SYSTEMS.map(([s]) => s),
+        'http://terminology.hl7.org/CodeSystem/icd-o-3',
+        'http://terminology.hl7.org/CodeSystem/ICD-O-3',
+        'http://terminology.hl7.org/CodeSystem/v3-ActCode',
+        'http://terminology.hl7.org/CodeSystem/v2-0203/',
+        'http://terminology.hl7.org/CodeSystem/',
+        'http://terminology.hl7.org/CodeSystem/a/b',
+        'http://terminology.hl7.org/CodeSystem/observation-category ',
+        'HTTP://LOINC.ORG',
+        ' http://loinc.org',
+        'http://hl7.org/fhir/administrative-gender',
+        '',
+        null,
+      ];
+      const result = await ctx.db.knex.raw(
+        'select s, coding_system_name(s) as fast, coding_system_name_normalised(s) as rules from unnest(?::text[]) as u(s)',
+        [spellings],
+      );
+      const rows = result.rows as { s: string | null; fast: string | null; rules: string | null }[];
+      expect(rows).toHaveLength(spellings.length);
+      expect(rows.filter((r) => r.fast !== r.rules)).toEqual([]);
+      // the comparison is not vacuous: most spellings have a name, and the listed HL7 one keeps its own
+      expect(rows.filter((r) => r.fast !== null).length).toBeGreaterThan(fastSpellings().length);
+      expect(rows.find((r) => r.s === 'http://terminology.hl7.org/CodeSystem/icd-o-3')?.fast).toBe('ICD-O-3');
+      expect(rows.find((r) => r.s === 'http://terminology.hl7.org/CodeSystem/v3-ActCode')?.fast).toBe('HL7 v3-ActCode');
+      // A session whose search path lacks carepipe's schema can still write codings rows: the inlined
+      // body names its helper with the schema (here: call it schema-qualified from pg_catalog's path).
+      const schema = (await ctx.db.knex.raw('select current_schema() as s')).rows[0].s as string;
+      const named = await ctx.db.knex.transaction(async (trx) => {
+        await trx.raw('set local search_path = pg_catalog');
+        return (await trx.raw(`select ${'"' + schema + '"'}.coding_system_name(s) as n from unnest(?::text[]) as u(s)`, [['http://example.org/x', 'HTTP://LOINC.ORG/']])).rows;
+      });
+      expect(named).toEqual([{ n: null }, { n: 'LOINC' }]);
     });
 
     it('the diseases view gives one row per condition with ICD-10, ICD-9 and SNOMED codes side by side', async () => {
