@@ -58,7 +58,7 @@ for (const backend of BACKENDS) {
       ];
       const result = await ctx.db.knex.raw(
         'select s, coding_system_name(s) as fast, coding_system_name_normalised(s) as rules from unnest(?::text[]) as u(s)',
-        [spellings],
+        [spellings as string[]], // the null travels as a NULL element
       );
       const rows = result.rows as { s: string | null; fast: string | null; rules: string | null }[];
       expect(rows).toHaveLength(spellings.length);
