@@ -45,6 +45,30 @@ describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
     expect((await stored('b')).run_id).toBe(first.ledger.id);
   });
 
+  it('stores the text a reader hands on as it came, and counts an equal copy written otherwise as unchanged', async () => {
+    const text = '{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"weight"},"valueQuantity":{"value":71.50,"unit":"kg"}}';
+    const asRead = { kind: 'resource', source: 'obs.ndjson', line: 1, resource: JSON.parse(text), text } as Extract<FhirItem, { kind: 'resource' }>;
+    const first = await run([asRead]);
+    expect(first.result.types.Observation).toMatchObject({ written: 1 });
+    const row = await ctx.db.knex('fhir_resources').where({ resource_type: 'Observation', id: 'o1' }).first();
+    expect(row.content_hash).toBeTruthy();
+    // every digit of the decimal kept (JSON.stringify of the parsed resource would give 71.5)
+    const digits = await ctx.db.knex.raw(`select resource #>> '{valueQuantity,value}' as v from fhir_resources where id = 'o1'`);
+    expect(digits.rows[0].v).toBe('71.50');
+    const history = () => ctx.db.knex('row_history').where({ table_name: 'fhir_resources', row_key: 'Observation/o1' }).count<{ count: string }[]>('* as count');
+    expect(Number((await history())[0]!.count)).toBe(1);
+    // The same resource from a Bundle (serialised again: 71.5, another order of keys, spaces): equal
+    // JSON, so unchanged, not written, no history row.
+    const reordered = { kind: 'resource', source: 'b.json', entry: 0, resource: { id: 'o1', resourceType: 'Observation', valueQuantity: { unit: 'kg', value: 71.5 }, code: { text: 'weight' }, status: 'final' } } as Extract<FhirItem, { kind: 'resource' }>;
+    const second = await run([reordered, { ...asRead, text: text.replace(/,/g, ', ') }]);
+    expect(second.result.types.Observation).toEqual({ read: 2, written: 0, unchanged: 2, rejected: 0, deleted: 0 });
+    expect(Number((await history())[0]!.count)).toBe(1);
+    // A real change still writes.
+    const changed = await run([{ ...asRead, text: text.replace('71.50', '72'), resource: JSON.parse(text.replace('71.50', '72')) }]);
+    expect(changed.result.types.Observation).toMatchObject({ written: 1 });
+    expect((await ctx.db.knex.raw(`select resource #>> '{valueQuantity,value}' as v from fhir_resources where id = 'o1'`)).rows[0].v).toBe('72');
+  });
+
   it('lets the later meta.lastUpdated win and ignores an older copy', async () => {
     const newer = patient('a', { gender: 'male', meta: { lastUpdated: '2024-02-01T00:00:00Z', versionId: '2' } });
     const older = patient('a', { gender: 'female', meta: { lastUpdated: '2024-01-01T00:00:00Z', versionId: '1' } });

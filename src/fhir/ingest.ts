@@ -261,7 +261,7 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
           countsOf(key.type).read += 1;
           // Two copies of one resource in a batch would meet in one INSERT: commit the first copy first.
           if (batch.items.has(keyOf(key))) await flush();
-          const mapped = mapResource(item.resource, viewsByType.get(key.type) ?? []);
+          const mapped = mapResource(item.resource, viewsByType.get(key.type) ?? [], item.text);
           if (isMappingIssue(mapped)) {
             batch.rejects.push({
               type: key.type,

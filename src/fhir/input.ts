@@ -15,7 +15,11 @@ export interface Origin {
 }
 
 export type FhirItem =
-  | (Origin & { kind: 'resource'; resource: FhirResource & { id: string } })
+  /**
+   * `text`: the resource's JSON exactly as it was read, when the reader has it and changed nothing in
+   * the parsed value (an ndjson line): stored as it came, decimals such as 1.50 with all their digits.
+   */
+  | (Origin & { kind: 'resource'; resource: FhirResource & { id: string }; text?: string })
   /** A Bundle entry with request.method = DELETE, or a server saying a resource is gone. */
   | (Origin & { kind: 'delete'; resourceType: string; id: string })
   /** A record that could not be read as a resource: it goes to rejects with this reason. */

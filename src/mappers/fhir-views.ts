@@ -31,7 +31,13 @@ export function viewsByResourceType(views: readonly FlatView[]): Map<string, Fla
   return byType;
 }
 
-export function mapResource(resource: FhirResource & { id: string }, views: readonly FlatView[]): MappedResource | MappingIssue {
+/**
+ * `text`, when the reader has it, is the resource's JSON as it came (see FhirItem): stored and hashed
+ * as it is, which keeps every digit and saves serialising the resource again. Otherwise the parsed
+ * resource is serialised. Copies of one resource whose texts differ but whose JSON is equal still
+ * count as unchanged: the store compares the documents when their hashes differ.
+ */
+export function mapResource(resource: FhirResource & { id: string }, views: readonly FlatView[], text?: string): MappedResource | MappingIssue {
   const meta = resource.meta;
   const lastUpdated = meta?.lastUpdated;
   if (lastUpdated !== undefined && (typeof lastUpdated !== 'string' || !INSTANT.test(lastUpdated) || Number.isNaN(Date.parse(lastUpdated)))) {
@@ -55,7 +61,7 @@ export function mapResource(resource: FhirResource & { id: string }, views: read
     for (const row of viewRows) list.push({ ...row, [RECORD_TYPE_COLUMN]: resource.resourceType, [RECORD_ID_COLUMN]: resource.id });
     rows.set(v.table.table, list);
   }
-  const json = JSON.stringify(resource);
+  const json = text ?? JSON.stringify(resource);
   return {
     document: {
       type: resource.resourceType,

@@ -79,7 +79,7 @@ export async function* readNdjsonLines(input: Readable, source: string, signal?:
       yield { kind: 'invalid', source, line, reasonCode: problem[0], message: problem[1], ...(problem[2] ? { field: problem[2] } : {}), raw: text.slice(0, MAX_RAW) };
       continue;
     }
-    yield { kind: 'resource', source, line, resource: value as Extract<FhirItem, { kind: 'resource' }>['resource'] };
+    yield { kind: 'resource', source, line, resource: value as Extract<FhirItem, { kind: 'resource' }>['resource'], text };
   }
 }
 

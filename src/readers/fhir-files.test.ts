@@ -203,6 +203,16 @@ describe.each(MODES)('readFhirFiles (%s)', (_mode, modeOptions) => {
     expect(items.filter((i) => i.kind === 'resource').map((i) => i.line)).toEqual([1, 3, 4]);
   });
 
+  it('hands on the text of an ndjson line as read, and no text for a Bundle entry', async () => {
+    const file = path.join(tmp, 'text.ndjson');
+    writeFileSync(file, `\uFEFF{"resourceType":"Observation","id":"o", "valueQuantity":{"value":1.50}}\r\n{"resourceType":"Patient","id":"p"}\n`);
+    const items = (await collect([file], modeOptions)).filter((i) => i.kind === 'resource');
+    expect(items.map((i) => i.text)).toEqual(['{"resourceType":"Observation","id":"o", "valueQuantity":{"value":1.50}}', '{"resourceType":"Patient","id":"p"}']);
+    const entries = (await collect(['fixtures/fhir/sample/transaction-bundle.json'], modeOptions)).filter((i) => i.kind === 'resource');
+    expect(entries.length).toBeGreaterThan(0);
+    expect(entries.filter((i) => i.text !== undefined)).toEqual([]);
+  });
+
   it('rejects what is not a resource: an array, a bad resourceType, a bad id', async () => {
     const file = path.join(tmp, 'odd.ndjson');
     writeFileSync(file, ['[1,2]', '{"resourceType":"patient","id":"a"}', '{"resourceType":"Patient","id":"no spaces allowed"}', '{"resourceType":"Patient","id":"ok"}'].join('\n'));

@@ -277,7 +277,7 @@ class ContentReader {
     } catch (err) {
       return this.invalid({ line }, 'INVALID_JSON', `invalid JSON: ${(err as Error).message}`, undefined, text);
     }
-    return this.resourceItem(value, { line }, undefined) as FhirItem;
+    return this.resourceItem(value, { line }, undefined, false, text) as FhirItem;
   }
 
   /**
@@ -368,7 +368,8 @@ class ContentReader {
   }
 
   /** Checks a parsed value is a resource, and resolves its urn:uuid references when in a Bundle. */
-  private resourceItem(value: unknown, origin: Partial<Origin>, refs: FullUrls | undefined, defer = false): FhirItem | typeof DEFER {
+  /** `text`: the JSON `value` was parsed from, handed on when no reference is rewritten in `value`. */
+  private resourceItem(value: unknown, origin: Partial<Origin>, refs: FullUrls | undefined, defer = false, text?: string): FhirItem | typeof DEFER {
     if (!isObject(value)) {
       return this.invalid(origin, 'NOT_A_RESOURCE', `expected a FHIR resource (a JSON object), got ${Array.isArray(value) ? 'an array' : typeof value}`, undefined, this.raw(value));
     }
@@ -382,7 +383,8 @@ class ContentReader {
       return this.invalid(origin, 'INVALID_ID', `the ${resourceType} id is not a FHIR id (1-64 letters, digits, '-' or '.')`, 'id', this.raw(value));
     }
     // A Bundle read as a resource (an ndjson line) keeps its own urn:uuid references as they are.
-    if (resourceType !== 'Bundle' && (refs !== undefined || this.scan.mayHaveUrnUuid)) {
+    const rewrites = resourceType !== 'Bundle' && (refs !== undefined || this.scan.mayHaveUrnUuid);
+    if (rewrites) {
       const unresolved: string[] = [];
       resolveReferences(value, refs, '', unresolved);
       // Resolved references are rewritten in place, so the spilled copy only lacks the forward ones.
@@ -397,7 +399,8 @@ class ContentReader {
         );
       }
     }
-    return { kind: 'resource', source: this.source, ...origin, resource: value as unknown as FhirResource & { id: string } };
+    const resource = value as unknown as FhirResource & { id: string };
+    return { kind: 'resource', source: this.source, ...origin, resource, ...(text !== undefined && !rewrites ? { text } : {}) };
   }
 
   private invalid(origin: Partial<Origin>, reasonCode: keyof typeof ReasonCodes, message: string, field?: string, raw?: string): FhirItem {

@@ -1,7 +1,8 @@
 /**
  * The lossless store of versioned documents keyed by (type, id) — `fhir_resources` — and the merge rule
  * that makes re-runs safe: the copy with the later last_updated (then the higher version) wins, an older
- * copy never overwrites a newer one, and an identical copy (same content hash) is not written again.
+ * copy never overwrites a newer one, and an identical copy (the same content hash, or equal
+ * JSON when the texts differ: another spacing, another order of keys) is not written again.
  *
  * A batch is first put into a staging table (one per session, emptied at commit), then merged with one
  * `INSERT … ON CONFLICT … DO UPDATE … WHERE` whose WHERE is the newer-wins rule. The statement returns
@@ -98,7 +99,7 @@ export async function mergeDocuments(
        version_id = excluded.version_id, last_updated = excluded.last_updated, resource = excluded.resource,
        content_hash = excluded.content_hash, deleted = false, source = excluded.source, run_id = excluded.run_id,
        loaded_at = excluded.loaded_at
-     where (t.content_hash <> excluded.content_hash or t.deleted) and not ${olderSql('excluded', 't')}
+     where (t.deleted or (t.content_hash <> excluded.content_hash and t.resource <> excluded.resource)) and not ${olderSql('excluded', 't')}
      returning resource_type, id`,
     [table, runId],
   );
