@@ -4,6 +4,8 @@
 // - a bare COPY of the same raw rows (type, id, resource) into a table without indexes: the physical limit,
 // - a COPY of the same rows straight into a fresh fhir_resources (its keys and its row-history trigger,
 //   no flat tables, no merge): the least that the lossless store with the history of issue 10 costs,
+// - the same ingest into a schema whose row-history triggers are dropped: what the ingest costs without
+//   the history of issue 10 (not a configuration carepipe offers; a measure of that history's share),
 // - into a fresh embedded PGlite folder.
 // Each ingest runs in a child process of its own (peak RSS is its own). Last line: the figures as JSON.
 import { spawnSync } from 'node:child_process';
@@ -44,6 +46,7 @@ const figures = (r) => ({
 
 const schema = `bench_ingest_${process.pid}`;
 const floorSchema = `${schema}_store`;
+const bareSchema = `${schema}_nohist`;
 const client = new pg.Client({ connectionString: url });
 await client.connect();
 const out = { input: path.relative(process.cwd(), input), files: files.length, megabytes: +megabytes.toFixed(1) };
@@ -71,6 +74,18 @@ try {
   out.store_with_history = store;
   out.ratio_store_with_history_to_copy = +(store.resources_per_s / bare.resources_per_s).toFixed(2);
 
+  // The whole ingest without row history: the triggers of every table dropped after migrating.
+  carepipe(['migrate', '--database-url', url, '--db-schema', bareSchema]);
+  const { rows: triggers } = await client.query(
+    `select t.tgname, c.relname from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = $1 and t.tgname like 'carepipe_history%'`,
+    [bareSchema],
+  );
+  for (const t of triggers) await client.query(`drop trigger ${pg.escapeIdentifier(t.tgname)} on ${pg.escapeIdentifier(bareSchema)}.${pg.escapeIdentifier(t.relname)}`);
+  out.postgres_without_history = figures(carepipe(['ingest-fhir', input, '--database-url', url, '--db-schema', bareSchema]));
+  out.ratio_without_history_to_copy = +(out.postgres_without_history.resources_per_s / bare.resources_per_s).toFixed(2);
+  await client.query(`drop schema if exists ${bareSchema} cascade`);
+
   // Embedded PGlite (a fresh folder: the first command also creates and migrates it)
   const dir = mkdtempSync(path.join(os.tmpdir(), 'carepipe-bench-'));
   try {
@@ -80,7 +95,7 @@ try {
     rmSync(dir, { recursive: true, force: true });
   }
 } finally {
-  for (const s of [schema, floorSchema]) await client.query(`drop schema if exists ${s} cascade`).catch(() => undefined);
+  for (const s of [schema, floorSchema, bareSchema]) await client.query(`drop schema if exists ${s} cascade`).catch(() => undefined);
   await client.end();
 }
 console.log(JSON.stringify(out));
