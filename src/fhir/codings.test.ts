@@ -72,7 +72,7 @@ for (const backend of BACKENDS) {
       const schema = (await ctx.db.knex.raw('select current_schema() as s')).rows[0].s as string;
       const named = await ctx.db.knex.transaction(async (trx) => {
         await trx.raw('set local search_path = pg_catalog');
-        return (await trx.raw(`select ${'"' + schema + '"'}.coding_system_name(s) as n from unnest(?::text[]) as u(s)`, [['http://example.org/x', 'HTTP://LOINC.ORG/']])).rows;
+        return (await trx.raw(`select "${schema}".coding_system_name(s) as n from unnest(?::text[]) as u(s)`, [['http://example.org/x', 'HTTP://LOINC.ORG/']])).rows;
       });
       expect(named).toEqual([{ n: null }, { n: 'LOINC' }]);
     });

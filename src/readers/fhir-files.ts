@@ -367,8 +367,10 @@ class ContentReader {
     return { kind: 'delete', source: this.source, ...origin, resourceType: match[1], id: match[2] };
   }
 
-  /** Checks a parsed value is a resource, and resolves its urn:uuid references when in a Bundle. */
-  /** `text`: the JSON `value` was parsed from, handed on when no reference is rewritten in `value`. */
+  /**
+   * Checks a parsed value is a resource, and resolves its urn:uuid references when in a Bundle. `text`,
+   * the JSON `value` was parsed from, is handed on when no reference can be rewritten in `value`.
+   */
   private resourceItem(value: unknown, origin: Partial<Origin>, refs: FullUrls | undefined, defer = false, text?: string): FhirItem | typeof DEFER {
     if (!isObject(value)) {
       return this.invalid(origin, 'NOT_A_RESOURCE', `expected a FHIR resource (a JSON object), got ${Array.isArray(value) ? 'an array' : typeof value}`, undefined, this.raw(value));
