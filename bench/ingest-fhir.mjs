@@ -46,7 +46,7 @@ const figures = (r) => ({
 
 const schema = `bench_ingest_${process.pid}`;
 const floorSchema = `${schema}_store`;
-const bareSchema = `${schema}_nohist`;
+const noHistorySchema = `${schema}_nohist`;
 const client = new pg.Client({ connectionString: url });
 await client.connect();
 const out = { input: path.relative(process.cwd(), input), files: files.length, megabytes: +megabytes.toFixed(1) };
@@ -75,16 +75,16 @@ try {
   out.ratio_store_with_history_to_copy = +(store.resources_per_s / bare.resources_per_s).toFixed(2);
 
   // The whole ingest without row history: the triggers of every table dropped after migrating.
-  carepipe(['migrate', '--database-url', url, '--db-schema', bareSchema]);
+  carepipe(['migrate', '--database-url', url, '--db-schema', noHistorySchema]);
   const { rows: triggers } = await client.query(
     `select t.tgname, c.relname from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
       where n.nspname = $1 and t.tgname like 'carepipe_history%'`,
-    [bareSchema],
+    [noHistorySchema],
   );
-  for (const t of triggers) await client.query(`drop trigger ${pg.escapeIdentifier(t.tgname)} on ${pg.escapeIdentifier(bareSchema)}.${pg.escapeIdentifier(t.relname)}`);
-  out.postgres_without_history = figures(carepipe(['ingest-fhir', input, '--database-url', url, '--db-schema', bareSchema]));
+  for (const t of triggers) await client.query(`drop trigger ${pg.escapeIdentifier(t.tgname)} on ${pg.escapeIdentifier(noHistorySchema)}.${pg.escapeIdentifier(t.relname)}`);
+  out.postgres_without_history = figures(carepipe(['ingest-fhir', input, '--database-url', url, '--db-schema', noHistorySchema]));
   out.ratio_without_history_to_copy = +(out.postgres_without_history.resources_per_s / bare.resources_per_s).toFixed(2);
-  await client.query(`drop schema if exists ${bareSchema} cascade`);
+  await client.query(`drop schema if exists ${noHistorySchema} cascade`);
 
   // Embedded PGlite (a fresh folder: the first command also creates and migrates it)
   const dir = mkdtempSync(path.join(os.tmpdir(), 'carepipe-bench-'));
@@ -95,7 +95,7 @@ try {
     rmSync(dir, { recursive: true, force: true });
   }
 } finally {
-  for (const s of [schema, floorSchema, bareSchema]) await client.query(`drop schema if exists ${s} cascade`).catch(() => undefined);
+  for (const s of [schema, floorSchema, noHistorySchema]) await client.query(`drop schema if exists ${s} cascade`).catch(() => undefined);
   await client.end();
 }
 console.log(JSON.stringify(out));
