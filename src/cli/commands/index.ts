@@ -10,6 +10,7 @@ import { registerIngestAppointments } from './ingest-appointments.js';
 import { registerIngestFhir } from './ingest-fhir.js';
 import { registerMigrate } from './migrate.js';
 import { registerRuns } from './runs.js';
+import { registerSql } from './sql.js';
 import { registerView } from './view.js';
 
 export type RegisterCommand = (program: Command, state: CliState) => void;
@@ -27,4 +28,5 @@ export const commands: RegisterCommand[] = [
   registerAppointments,
   registerExportCsv,
   registerHistory,
+  registerSql,
 ];
