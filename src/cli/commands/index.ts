@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { CliState } from '../common.js';
 import { registerAppointments } from './appointments.js';
 import { registerConfig } from './config.js';
+import { registerDb } from './db.js';
 import { registerDirectoryLookup } from './directory-lookup.js';
 import { registerExportCsv } from './export-csv.js';
 import { registerHistory } from './history.js';
@@ -29,4 +30,5 @@ export const commands: RegisterCommand[] = [
   registerExportCsv,
   registerHistory,
   registerSql,
+  registerDb,
 ];
