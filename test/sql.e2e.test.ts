@@ -153,6 +153,21 @@ for (const backend of BACKENDS) {
       }
     });
 
+    it('a failed --write keeps Postgres wording, which can quote values, out of the ledger', async () => {
+      await ctx.release();
+      const result = await runCli(['sql', "update fhir_resources set source = 'x' where '943-476-5919'::date < now()", '--write', ...ctx.test.args]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toContain('943-476-5919');
+      const db = await ctx.test.connect();
+      try {
+        const runs = await db.knex('runs').where({ command: 'sql' });
+        expect(runs.map((r) => [r.status, r.exit_code, r.error])).toEqual([['failed', 2, expect.stringMatching(/^SQL error, SQLSTATE \w{5}/)]]);
+        expect(JSON.stringify(runs)).not.toContain('943');
+      } finally {
+        await db.close();
+      }
+    });
+
     it('needs exactly one statement source: none, or an argument and --file, is a usage error', async () => {
       await ctx.release();
       const none = await runMain(['sql', ...ctx.test.args]);

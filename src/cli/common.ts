@@ -138,7 +138,9 @@ export async function runCommand(
     } catch (err) {
       reporter.stop(false);
       const code = isCarepipeError(err) ? err.exitCode : ExitCode.INTERNAL;
-      await ledger.finish('failed', code, (err as Error).message).catch(() => undefined);
+      // An error may carry a message fit for the ledger when its own could quote patient data.
+      const ledgerMessage = isCarepipeError(err) && typeof err.context.ledgerMessage === 'string' ? err.context.ledgerMessage : (err as Error).message;
+      await ledger.finish('failed', code, ledgerMessage).catch(() => undefined);
       throw err;
     }
     const rejected = ledger.counts.rejected;

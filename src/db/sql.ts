@@ -152,7 +152,8 @@ function sqlError(err: unknown): unknown {
   return new CarepipeError(
     'SQL_ERROR',
     `SQL error: ${pg.message}${position === undefined ? '' : ` (at character ${position})`}${hint}`,
-    { sqlstate: pg.code, position },
+    // The ledger gets no Postgres wording: it can quote the statement's values (`invalid input … "…"`).
+    { sqlstate: pg.code, position, ledgerMessage: `SQL error, SQLSTATE ${pg.code}${position === undefined ? '' : ` at character ${position}`}` },
     { cause: err },
   );
 }

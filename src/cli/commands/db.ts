@@ -9,6 +9,8 @@ interface ServeFlags extends CommonFlags {
   maxConnections: number;
 }
 
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
 function port(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('--port must be a port number, 0 to 65535 (0: any free port)');
@@ -39,6 +41,8 @@ export function registerDb(program: Command, state: CliState): void {
         onListening: ({ host, port }) => {
           const url = `postgresql://postgres@${host.includes(':') ? `[${host}]` : host}:${port}/postgres`;
           reporter.info('listening', { message: `serving the embedded database in ${settings.dataDir} at ${url} (stop with Ctrl-C)`, url });
+          // The socket server asks no password: beyond this machine, anyone who reaches the port reads patient data.
+          if (!LOOPBACK.has(host)) reporter.warn('open_to_network', { message: `${host}:${port} takes connections from other machines without a password` });
         },
       });
       // Stopping is how a server ends: a signal here is success (exit 0), not an interrupted run.
