@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { maskSecrets, redactArgs, resolveSettings } from './config.js';
 
@@ -32,6 +35,27 @@ describe('resolveSettings', () => {
   it('puts the embedded database under CAREPIPE_HOME/db, else ./.carepipe/db', () => {
     expect(resolveSettings({}, { CAREPIPE_HOME: '/srv/cp' }, '/cwd').dataDir).toBe('/srv/cp/db');
     expect(resolveSettings({}, {}, '/cwd').dataDir).toBe('/cwd/.carepipe/db');
+  });
+
+  it('finds the nearest .carepipe/db in a parent folder, as git finds .git; CAREPIPE_HOME and --data-dir still win', () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'carepipe-home-'));
+    try {
+      const project = path.join(root, 'project');
+      const deep = path.join(project, 'exports', '2026');
+      mkdirSync(path.join(project, '.carepipe', 'db'), { recursive: true });
+      mkdirSync(deep, { recursive: true });
+      expect(resolveSettings({}, {}, deep).dataDir).toBe(path.join(project, '.carepipe', 'db'));
+      expect(resolveSettings({}, {}, project).dataDir).toBe(path.join(project, '.carepipe', 'db'));
+      // A .carepipe/ without db/ (a config or cache folder) is not a database.
+      mkdirSync(path.join(deep, '.carepipe'));
+      expect(resolveSettings({}, {}, deep).dataDir).toBe(path.join(project, '.carepipe', 'db'));
+      expect(resolveSettings({}, { CAREPIPE_HOME: '/srv/cp' }, deep).dataDir).toBe('/srv/cp/db');
+      expect(resolveSettings({ dataDir: 'here' }, {}, deep).dataDir).toBe(path.join(deep, 'here'));
+      // Nothing found above: ./.carepipe/db, where the first writing command creates it.
+      expect(resolveSettings({}, {}, root).dataDir).toBe(path.join(root, '.carepipe', 'db'));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('keeps memory:// as the in-memory database rather than a folder of that name', () => {

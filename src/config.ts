@@ -88,6 +88,18 @@ function bool(value: unknown): boolean | undefined {
   return undefined;
 }
 
+/**
+ * The default home, found as git finds `.git`: the nearest `.carepipe/` holding a `db/` folder in
+ * `cwd` or a folder above it, so a command run from a subfolder of a project uses the project's
+ * database; none found, `cwd/.carepipe` (created there by the first command that writes).
+ */
+export function findHome(cwd: string): string {
+  for (let dir = path.resolve(cwd); ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, '.carepipe', 'db'))) return path.join(dir, '.carepipe');
+    if (path.dirname(dir) === dir) return path.resolve(cwd, '.carepipe');
+  }
+}
+
 export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Settings {
   const explicitConfig = flags.config ?? env.CAREPIPE_CONFIG;
   const configFile = explicitConfig
@@ -104,7 +116,8 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new CarepipeError('CONFIG_INVALID', 'the database URL must start with postgres:// or postgresql://');
   }
-  const home = path.resolve(cwd, str(env.CAREPIPE_HOME) ?? str(file.home) ?? '.carepipe');
+  const givenHome = str(env.CAREPIPE_HOME) ?? str(file.home);
+  const home = givenHome ? path.resolve(cwd, givenHome) : findHome(cwd);
   const givenDataDir = flags.dataDir ?? str(env.CAREPIPE_DATA_DIR) ?? str(file.dataDir) ?? path.join(home, 'db');
   // `memory://` is the in-memory embedded database, not a folder name (MEMORY in db/connection.ts).
   const dataDir = givenDataDir === 'memory://' ? givenDataDir : path.resolve(cwd, givenDataDir);

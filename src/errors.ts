@@ -30,6 +30,10 @@ export const ErrorCodes = {
   PROFILE_UNDECLARED_COLUMN: ExitCode.USAGE,
   SOURCE_UNKNOWN: ExitCode.USAGE,
   RECORD_INVALID: ExitCode.USAGE,
+  /** No embedded database where a read-only command looked: it would not create an empty one. */
+  DATABASE_NOT_FOUND: ExitCode.USAGE,
+  /** Postgres refused a statement given to `carepipe sql` (syntax, unknown table, read-only, …). */
+  SQL_ERROR: ExitCode.USAGE,
   // concurrency (exit 3)
   LOCKED: ExitCode.LOCKED,
   LEASE_LOST: ExitCode.LOCKED,

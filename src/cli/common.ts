@@ -11,26 +11,37 @@ import type { RunLedger } from '../db/ledger.js';
 import type { CliIO } from './io.js';
 import { Reporter } from './output.js';
 
-/** Adds the flags every command takes. */
-export function withCommonOptions(command: Command): Command {
-  return command
+/** Flags only some commands take: each is offered where it means something. */
+export interface OptionalFlags {
+  /** `--dry-run`: for commands that write data. */
+  dryRun?: boolean;
+  /** `--lang`: for commands whose messages are translated. */
+  lang?: boolean;
+}
+
+/** Adds the flags every command takes, plus `--dry-run` and `--lang` where they are asked for. */
+export function withCommonOptions(command: Command, optional: OptionalFlags = {}): Command {
+  command
     .option('--database-url <url>', 'Postgres server to use instead of the embedded database (env DATABASE_URL)')
-    .option('--data-dir <dir>', 'folder of the embedded database (env CAREPIPE_DATA_DIR; default $CAREPIPE_HOME/db, ./.carepipe/db)')
+    .option('--data-dir <dir>', 'folder of the embedded database (env CAREPIPE_DATA_DIR; default $CAREPIPE_HOME/db, else the nearest .carepipe/db here or above, else ./.carepipe/db)')
     .option('--db-schema <name>', 'schema to work in, created if missing (env CAREPIPE_DB_SCHEMA)')
     .option('--config <file>', 'config file (default ./carepipe.config.json when present)')
     .option('--json', 'machine output: one JSON summary on stdout, JSON log lines on stderr')
-    .option('--quiet', 'print only warnings and errors (for cron)')
-    .option('--dry-run', 'read and map, report, write nothing')
-    .option('--wait', 'wait for another run holding the lock instead of exiting with code 3')
-    .option('--lang <lang>', 'language of messages: en or fr (env LANG)');
+    .option('--quiet', 'print only warnings and errors (for cron)');
+  if (optional.dryRun) command.option('--dry-run', 'read and map, report, write nothing');
+  command.option('--wait', 'wait for another run holding the lock instead of exiting with code 3');
+  if (optional.lang) command.option('--lang <lang>', 'language of messages: en or fr (env LANG)');
+  return command;
 }
 
 /** Shared state of one CLI invocation: the exit code that `main` returns. */
 export interface CliState {
   io: CliIO;
   exitCode: number;
-  /** Set once settings are resolved, so the top-level error handler knows about --json. */
+  /** --json asked for (from the command line at first, then the resolved settings): errors print one JSON object. */
   json?: boolean;
+  /** The command already wrote its one JSON object (a streamed result): errors add none. */
+  jsonPrinted?: boolean;
 }
 
 export interface CommandContext {
@@ -51,6 +62,8 @@ export interface CommandOutcome {
   summary?: Record<string, unknown>;
   /** Override the exit code derived from the counts. */
   exitCode?: number;
+  /** The command wrote its result itself (streamed rows): no summary is printed after it. */
+  printed?: boolean;
 }
 
 export interface CommandSpec {
@@ -66,6 +79,8 @@ export interface CommandSpec {
   lockName?: string;
   /** false: cooperating runs that coordinate through a work queue instead of the command's lock. */
   lock?: boolean;
+  /** Create the embedded database when missing; default: only commands in 'write' mode do. */
+  create?: boolean;
 }
 
 /** Settings plus a reporter, for commands that need no database (config, view run). */
@@ -90,7 +105,8 @@ export async function runCommand(
     import('../db/ledger.js'),
   ]);
   const write = (spec.mode ?? 'write') === 'write';
-  const db = await openDatabase(settings, { wait: settings.wait });
+  const db = await openDatabase(settings, { wait: settings.wait, create: spec.create ?? write });
+  announceCreated(db, settings, reporter);
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     reporter.warn('interrupted', { signal, message: `${signal}: stopping after the current batch` });
@@ -122,7 +138,9 @@ export async function runCommand(
     } catch (err) {
       reporter.stop(false);
       const code = isCarepipeError(err) ? err.exitCode : ExitCode.INTERNAL;
-      await ledger.finish('failed', code, (err as Error).message).catch(() => undefined);
+      // An error may carry a message fit for the ledger when its own could quote patient data.
+      const ledgerMessage = isCarepipeError(err) && typeof err.context.ledgerMessage === 'string' ? err.context.ledgerMessage : (err as Error).message;
+      await ledger.finish('failed', code, ledgerMessage).catch(() => undefined);
       throw err;
     }
     const rejected = ledger.counts.rejected;
@@ -131,7 +149,7 @@ export async function runCommand(
     await ledger.finish(status, exitCode);
     reporter.stop(exitCode === ExitCode.OK);
     state.exitCode = exitCode;
-    reporter.result(outcome.human, {
+    if (!outcome.printed) reporter.result(outcome.human, {
       command: spec.name,
       run_id: write && !settings.dryRun ? ledger.id : null,
       status,
@@ -147,6 +165,11 @@ export async function runCommand(
     await release?.().catch(() => undefined);
     await db.close().catch(() => undefined);
   }
+}
+
+/** One stderr line when opening the embedded database created it, so a wrong folder shows at once. */
+export function announceCreated(db: Database, settings: Settings, reporter: Reporter): void {
+  if (db.created) reporter.info('database_created', { message: `created a new embedded database in ${settings.dataDir}` });
 }
 
 /** Parse a non-negative integer flag, or fail with a usage error naming the flag. */

@@ -31,7 +31,9 @@ function inherit(command: Command, parent: Command): void {
 }
 
 export async function main(argv: readonly string[], io: CliIO = processIO()): Promise<number> {
-  const state: CliState = { io, exitCode: ExitCode.OK };
+  // Known before parsing, so that a failure before the command starts (a bad flag value, a bad
+  // config) still prints its one JSON object; the resolved settings refine it later.
+  const state: CliState = { io, exitCode: ExitCode.OK, json: jsonAsked(argv, io.env) };
   const program = buildProgram(state);
   try {
     limitHeapGrowth(io.env);
@@ -42,24 +44,37 @@ export async function main(argv: readonly string[], io: CliIO = processIO()): Pr
   }
 }
 
+/** `--json` among the options (not after `--`), or CAREPIPE_JSON set true. */
+function jsonAsked(argv: readonly string[], env: CliIO['env']): boolean {
+  const end = argv.indexOf('--');
+  if ((end < 0 ? argv : argv.slice(0, end)).includes('--json')) return true;
+  return ['1', 'true', 'yes', 'on'].includes((env.CAREPIPE_JSON ?? '').toLowerCase());
+}
+
+function failedJson(state: CliState, exitCode: number, error: Record<string, unknown>): void {
+  if (state.json && !state.jsonPrinted) {
+    state.io.stdout.write(`${JSON.stringify({ status: 'failed', exit_code: exitCode, error })}\n`);
+  }
+}
+
 function reportError(err: unknown, state: CliState): number {
   const { io } = state;
   if (err instanceof CommanderError) {
     // commander already printed the message (or the help).
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.OK;
-    return err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
+    if (err.exitCode === 0) return ExitCode.OK;
+    failedJson(state, ExitCode.USAGE, { code: 'USAGE', message: err.message.replace(/^error: /, '') });
+    return ExitCode.USAGE;
   }
   if (isCarepipeError(err)) {
     const where = formatLocation(err.context);
     io.stderr.write(`carepipe: ${err.message}${where && !err.message.includes(where) ? ` (${where})` : ''}\n`);
-    if (state.json) {
-      io.stdout.write(`${JSON.stringify({ status: 'failed', exit_code: err.exitCode, error: { code: err.code, message: err.message } })}\n`);
-    }
+    // A SQL error's position and SQLSTATE help a program point at the statement's mistake.
+    const sql = err.code === 'SQL_ERROR' ? { position: err.context.position, sqlstate: err.context.sqlstate } : {};
+    failedJson(state, err.exitCode, { code: err.code, message: err.message, ...sql });
     return err.exitCode;
   }
   io.stderr.write(`carepipe: internal error, please report it with the text below\n${(err as Error)?.stack ?? String(err)}\n`);
-  if (state.json) {
-    io.stdout.write(`${JSON.stringify({ status: 'failed', exit_code: ExitCode.INTERNAL, error: { code: 'INTERNAL', message: String((err as Error)?.message ?? err) } })}\n`);
-  }
+  failedJson(state, ExitCode.INTERNAL, { code: 'INTERNAL', message: String((err as Error)?.message ?? err) });
   return ExitCode.INTERNAL;
 }

@@ -3,7 +3,7 @@
  * or a Postgres server named by a URL. Both come back as a knex instance with the same type parsing,
  * so the rest of carepipe never asks which one it has.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
@@ -19,12 +19,19 @@ export interface Database {
   where: string;
   /** The schema carepipe works in. */
   schema: string;
+  /** This open created the embedded database (its folder held none): the CLI says where. */
+  created?: boolean;
   close(): Promise<void>;
 }
 
 export interface OpenOptions {
   /** Wait for another process holding the embedded database instead of failing with exit 3. */
   wait?: boolean;
+  /**
+   * false: a folder without an embedded database is an error (DATABASE_NOT_FOUND) instead of a new
+   * empty database, so that a read-only command run from the wrong folder says so.
+   */
+  create?: boolean;
 }
 
 /** In-memory embedded database, for tests and `--data-dir memory://`. */
@@ -97,6 +104,15 @@ async function openEmbedded(dataDir: string, schema: string | undefined, options
   const [{ PGlite }, { default: ClientPGLite }] = await Promise.all([import('@electric-sql/pglite'), import('knex-pglite')]);
   const memory = dataDir === MEMORY;
   let release: (() => Promise<void>) | undefined;
+  // PG_VERSION is the first file initdb writes: without it the folder holds no database.
+  const created = !memory && !existsSync(path.join(dataDir, 'PG_VERSION'));
+  if (created && options.create === false) {
+    throw new CarepipeError(
+      'DATABASE_NOT_FOUND',
+      `no embedded database in ${dataDir}; point at yours with --data-dir DIR, CAREPIPE_HOME (its db/ folder) or DATABASE_URL (a Postgres server), or run carepipe from the folder holding .carepipe/`,
+      { file: dataDir },
+    );
+  }
   if (!memory) {
     mkdirSync(dataDir, { recursive: true });
     release = await lockDataDir(dataDir, options.wait ?? false);
@@ -116,6 +132,7 @@ async function openEmbedded(dataDir: string, schema: string | undefined, options
       kind: 'pglite',
       where: memory ? 'embedded (in memory)' : `embedded (${dataDir})`,
       schema: schema ?? 'public',
+      created,
       close: async () => {
         await knex.destroy();
         await release?.();

@@ -14,6 +14,7 @@ export function registerAppointments(program: Command, state: CliState): void {
       .command('refresh-missed')
       .description('mark missed every appointment still active after its end (start + duration)')
       .option('--now <time>', 'the clock to measure against, with an offset (env CAREPIPE_NOW; default: now)'),
+    { dryRun: true, lang: true },
   ).action(async (flags: RefreshMissedFlags) => {
     await runCommand(
       state,

@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import type { CommonFlags } from '../../config.js';
 import { CarepipeError } from '../../errors.js';
-import { prepare, runCommand, wholeNumber, withCommonOptions, type CliState } from '../common.js';
+import { prepare, runCommand, wholeNumber, withCommonOptions, type CliState, type OptionalFlags } from '../common.js';
 import type { ImportMode, ListFormat } from '../../directory/lookup.js';
 import type { QueryParser, SearchOptions } from '../../directory/query.js';
 
@@ -37,8 +37,8 @@ interface ListFlags extends CommonFlags {
   format?: ListFormat;
 }
 
-function withDirectoryOptions(command: Command): Command {
-  return withCommonOptions(command)
+function withDirectoryOptions(command: Command, optional: OptionalFlags = {}): Command {
+  return withCommonOptions(command, optional)
     .option('--base-url <url>', 'the directory gateway (env DIRECTORY_BASE_URL)')
     .option('--timeout <ms>', 'time allowed per request (env DIRECTORY_TIMEOUT_MS, default 10000)', wholeNumber('--timeout'))
     .option('--retries <n>', 'retries after a failed request (env DIRECTORY_RETRIES, default 5)', wholeNumber('--retries'));
@@ -114,6 +114,7 @@ export function registerDirectoryLookup(program: Command, state: CliState): void
       group
         .command('import [term]')
         .description('import one hit (--pick N from the search table, or --rpps R --finess F) or every hit (--all) of a search'),
+      { dryRun: true },
     ),
     'batch',
   )

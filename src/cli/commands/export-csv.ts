@@ -73,6 +73,7 @@ export function registerExportCsv(program: Command, state: CliState): void {
       .option('--to <date>', 'computed sources: up to this date')
       .option('--chart <file>', 'computed sources: also draw a chart (.svg or .png)')
       .addOption(new Option('--batch-size <n>', 'rows per cursor fetch').argParser(wholeNumber('--batch-size')).hideHelp()),
+    { dryRun: true },
   ).action(async (source: string | undefined, flags: ExportCsvFlags) => {
     if (flags.list) {
       const { settings, reporter } = prepare(state, flags);
@@ -92,7 +93,7 @@ export function registerExportCsv(program: Command, state: CliState): void {
     await runCommand(
       state,
       flags,
-      { name: 'export-csv', target: source ?? flags.view, argv: ledgerArgs(source, flags), lockName: `export-csv:${outputTarget}` },
+      { name: 'export-csv', target: source ?? flags.view, argv: ledgerArgs(source, flags), lockName: `export-csv:${outputTarget}`, create: false },
       async ({ db, reporter, ledger, io, signal, now, settings }) => {
         const { runExportCsv } = await import('../../export/export-csv.js');
         const result = await runExportCsv(

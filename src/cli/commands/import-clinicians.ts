@@ -75,6 +75,7 @@ export function registerImportClinicians(program: Command, state: CliState): voi
           .map((b) => `  ${b.name.padEnd(width)}  ${b.description}`)
           .join('\n')}\n\nExamples:\n  NOTEWORTH_BASE_URL=https://api.noteworth.example carepipe import-clinicians noteworth\n  carepipe import-clinicians fhir-practitioner --base-url https://fhir.example/r4\n`,
       ),
+    { dryRun: true },
   ).action(async (name: string | undefined, flags: ImportCliniciansFlags, command: Command) => {
     let backend: ClinicianBackend;
     if (flags.backendModule) {

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { CliState } from '../common.js';
 import { registerAppointments } from './appointments.js';
 import { registerConfig } from './config.js';
+import { registerDb } from './db.js';
 import { registerDirectoryLookup } from './directory-lookup.js';
 import { registerExportCsv } from './export-csv.js';
 import { registerHistory } from './history.js';
@@ -10,6 +11,7 @@ import { registerIngestAppointments } from './ingest-appointments.js';
 import { registerIngestFhir } from './ingest-fhir.js';
 import { registerMigrate } from './migrate.js';
 import { registerRuns } from './runs.js';
+import { registerSql } from './sql.js';
 import { registerView } from './view.js';
 
 export type RegisterCommand = (program: Command, state: CliState) => void;
@@ -27,4 +29,6 @@ export const commands: RegisterCommand[] = [
   registerAppointments,
   registerExportCsv,
   registerHistory,
+  registerSql,
+  registerDb,
 ];

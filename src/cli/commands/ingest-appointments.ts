@@ -16,6 +16,7 @@ export function registerIngestAppointments(program: Command, state: CliState): v
       .argument('<path...>', 'export files: JSON arrays of patients or of appointments')
       .option('--now <time>', 'the run clock for deriving missed appointments, with an offset (env CAREPIPE_NOW; default: now)')
       .option('--batch-size <n>', 'records per transaction', wholeNumber('--batch-size'), 500),
+    { dryRun: true, lang: true },
   ).action(async (paths: string[], flags: IngestAppointmentsFlags) => {
     await runCommand(
       state,

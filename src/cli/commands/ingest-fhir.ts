@@ -45,6 +45,7 @@ export function registerIngestFhir(program: Command, state: CliState): void {
       .option('--smart-key <file>', 'SMART private key file, PEM or JWK (env CAREPIPE_FHIR_SMART_KEY)')
       .option('--smart-token-url <url>', 'token endpoint (default: from .well-known/smart-configuration)')
       .option('--smart-scope <scope>', 'scope to ask (default system/*.read)'),
+    { dryRun: true },
   ).action(async (paths: string[], flags: IngestFhirFlags, command: Command) => {
     // The command line as typed, for the ledger (runCommand redacts secrets from it).
     const argv = (command.parent as unknown as { rawArgs?: string[] } | null)?.rawArgs ?? ['ingest-fhir', ...paths];

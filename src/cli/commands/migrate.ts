@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import type { CommonFlags } from '../../config.js';
 import { formatTable } from '../output.js';
-import { prepare, withCommonOptions, type CliState } from '../common.js';
+import { announceCreated, prepare, withCommonOptions, type CliState } from '../common.js';
 
 interface MigrateFlags extends CommonFlags {
   status?: boolean;
@@ -19,7 +19,9 @@ export function registerMigrate(program: Command, state: CliState): void {
     const { settings, reporter } = prepare(state, flags);
     const { openDatabase } = await import('../../db/connection.js');
     const { migrateLatest, migrateRollback, migrationStatus } = await import('../../db/migrations.js');
-    const db = await openDatabase(settings, { wait: settings.wait });
+    // --status and --rollback only look or undo: it reports a missing database instead of creating one.
+    const db = await openDatabase(settings, { wait: settings.wait, create: !flags.status && !flags.rollback });
+    announceCreated(db, settings, reporter);
     try {
       if (flags.status) {
         const { applied, pending } = await migrationStatus(db);
