@@ -12,7 +12,6 @@ export const TREATMENTS: Treatment[] = ['keep', 'drop', 'pseudonym', 'year', 'po
 
 /** How the research profile writes birth dates (`--birth-date`). */
 export type BirthDateTreatment = 'year' | 'shift';
-export const BIRTH_DATE_TREATMENTS: BirthDateTreatment[] = ['year', 'shift'];
 
 /** A column of the source as it will be read, with its declared treatment if any. */
 export interface SourceColumn {
