@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BACKENDS, useTestDatabase } from './helpers/db.js';
-import { REPO_ROOT, runCli, runMain } from './helpers/cli.js';
+import { REPO_ROOT, SHARED, runCli, runMain } from './helpers/cli.js';
 
 const FIXTURES = path.join(REPO_ROOT, 'fixtures', 'appointments');
 
@@ -43,6 +43,70 @@ for (const backend of BACKENDS) {
       const series = [...chart.matchAll(/<g class="series" data-measure="([^"]+)" data-series="([^"]+)"/g)].map((m) => `${m[1]}:${m[2]}`);
       expect(series).toEqual(['missed_rate:cardiology', 'missed_rate:oncology', 'hours_lost:cardiology', 'hours_lost:oncology']);
     });
+
+    it('charts per clinician and week what the CSV holds: top series and "other", gaps between weeks, labels spaced by week', async () => {
+      await ctx.release();
+      const files = ['example_patients.json', 'example_appointments.json'].map((f) => path.join(SHARED, 'appointments', f));
+      expect((await runMain(['ingest-appointments', ...files, '--now', '2026-11-23T12:00:00Z', ...ctx.test.args])).code).toBe(0);
+      const csv = path.join(ctx.test.tmp, 'weekly.csv');
+      const svg = path.join(ctx.test.tmp, 'weekly.svg');
+      const result = await runCli(
+        ['export-csv', 'missed-appointments', '--by', 'clinician', '--period', 'week', '--chart', svg, '--output', csv, '--eol', 'lf'],
+        { env: ctx.test.env },
+      );
+      expect(result.code).toBe(0);
+      const [, ...lines] = readFileSync(csv, 'utf8').trimEnd().split('\n');
+      const rows = lines.map((l) => l.split(',')).map(([group, period, appointments, missed, , minutes]) => ({
+        group: group!,
+        period: period!,
+        appointments: Number(appointments),
+        missed: Number(missed),
+        minutes: Number(minutes),
+      }));
+      // From the CSV: the six clinicians with the most missed appointments keep a line, the rest are "other".
+      const missedBy = new Map<string, number>();
+      for (const r of rows) missedBy.set(r.group, (missedBy.get(r.group) ?? 0) + r.missed);
+      const ranked = [...missedBy].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([g]) => g);
+      expect(ranked.length).toBeGreaterThan(7);
+      const top = ranked.slice(0, 6);
+      const expected = new Map<string, Map<string, { appointments: number; missed: number; minutes: number }>>();
+      for (const r of rows) {
+        const name = top.includes(r.group) ? r.group : 'other';
+        const byPeriod = expected.get(name) ?? new Map();
+        const t = byPeriod.get(r.period) ?? { appointments: 0, missed: 0, minutes: 0 };
+        byPeriod.set(r.period, { appointments: t.appointments + r.appointments, missed: t.missed + r.missed, minutes: t.minutes + r.minutes });
+        expected.set(name, byPeriod);
+      }
+
+      const chart = readFileSync(svg, 'utf8');
+      expect(chart).toContain('Missed appointments by clinician, per week');
+      const series = [...chart.matchAll(/<g class="series" data-measure="([^"]+)" data-series="([^"]+)"[^>]*>([\s\S]*?)<\/g>/g)].map((m) => ({
+        measure: m[1]!,
+        name: m[2]!,
+        points: [...m[3]!.matchAll(/data-period="([^"]+)" data-value="([^"]+)"/g)].map((p) => [p[1]!, p[2]!]),
+        lines: [...m[3]!.matchAll(/<polyline[^>]* data-periods="([^"]+)"/g)].map((l) => l[1]!.split(' ')),
+      }));
+      expect(series.filter((s) => s.measure === 'missed_rate').map((s) => s.name)).toEqual([...[...top].sort((a, b) => a.localeCompare(b)), 'other']);
+      for (const s of series) {
+        const want = [...expected.get(s.name)!].sort(([a], [b]) => a.localeCompare(b)).map(([period, t]) => [
+          period,
+          (s.measure === 'missed_rate' ? (t.missed / t.appointments) * 100 : t.minutes / 60).toFixed(2),
+        ]);
+        expect(s.points, `${s.measure} ${s.name}`).toEqual(want);
+        // A line joins only weeks that follow each other: a week without data is a gap.
+        for (const line of s.lines) {
+          for (let i = 1; i < line.length; i += 1) expect(Date.parse(line[i]!) - Date.parse(line[i - 1]!)).toBe(7 * 86_400_000);
+        }
+      }
+      // Axis labels: at most about ten, a whole number of weeks apart, all the same distance.
+      const labels = [...chart.matchAll(/<text transform="translate\(([\d.]+) [\d.]+\) rotate\(-35\)" data-period="([^"]+)"/g)].map((m) => ({ x: Number(m[1]), period: m[2]! }));
+      expect(labels.length).toBeGreaterThan(3);
+      expect(labels.length).toBeLessThanOrEqual(10);
+      const gaps = new Set(labels.slice(1).map((l, i) => (Date.parse(l.period) - Date.parse(labels[i]!.period)) / (7 * 86_400_000)));
+      expect(gaps.size).toBe(1);
+      expect(Number.isInteger([...gaps][0])).toBe(true);
+      expect(Math.min(...labels.slice(1).map((l, i) => l.x - labels[i]!.x))).toBeGreaterThan(40);
+    }, 240_000);
 
     it('groups by clinician and week to stdout, and refuses an unknown --by with exit 2', async () => {
       await loadImpactFixture();

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
@@ -231,6 +232,39 @@ for (const backend of BACKENDS) {
       expect(await query((k) => k('patients').count({ n: '*' }).first())).toEqual({ n: 100 });
       expect(await query((k) => k('patients').where({ name: '刘桂荣' }).count({ n: '*' }).first())).toEqual({ n: 1 });
       expect(await query((k) => k('patients').where({ name: 'कुलकर्णी, तृष्णा' }).count({ n: '*' }).first())).toEqual({ n: 1 });
+    });
+
+    it('counts in its summary (human and --json) every active appointment it stored as missed', async () => {
+      const appointmentsFile = path.join(SHARED, 'appointments', 'example_appointments.json');
+      const patientsFile = path.join(SHARED, 'appointments', 'example_patients.json');
+      const source = JSON.parse(readFileSync(appointmentsFile, 'utf8')) as { id: string; status: string }[];
+      const activeIds = source.filter((a) => a.status === 'active').map((a) => a.id);
+      const human = await carepipe(['ingest-appointments', appointmentsFile, patientsFile, '--now', '2026-11-23T12:00:00Z']);
+      expect(human.code).toBe(0);
+      const storedMissed = (await query((k) => k('appointments').whereIn('id', activeIds).where({ status: 'missed' }).count({ n: '*' }).first())) as {
+        n: number;
+      };
+      expect(Number(storedMissed.n)).toBeGreaterThan(0);
+      expect(human.stdout + human.stderr).toContain(`; ${Number(storedMissed.n)} appointments marked missed;`);
+
+      // A second run of the same files marks nothing: those appointments were marked by the first.
+      const again = await carepipe(['ingest-appointments', appointmentsFile, patientsFile, '--now', '2026-11-23T12:00:00Z', '--json']);
+      expect(again.summary!.missed).toBe(0);
+    });
+
+    it('--json reports as missed the active appointments stored as missed, in a batch or at the end of the run', async () => {
+      const appointmentsFile = path.join(SHARED, 'appointments', 'example_appointments.json');
+      const patientsFile = path.join(SHARED, 'appointments', 'example_patients.json');
+      const source = JSON.parse(readFileSync(appointmentsFile, 'utf8')) as { id: string; status: string }[];
+      const activeIds = source.filter((a) => a.status === 'active').map((a) => a.id);
+      // Small batches: the count must add up across transactions.
+      const result = await carepipe(['ingest-appointments', appointmentsFile, patientsFile, '--now', '2026-11-23T12:00:00Z', '--batch-size', '7', '--json']);
+      expect(result.code).toBe(0);
+      const storedMissed = (await query((k) => k('appointments').whereIn('id', activeIds).where({ status: 'missed' }).count({ n: '*' }).first())) as {
+        n: number;
+      };
+      expect(result.summary!.missed).toBe(Number(storedMissed.n));
+      expect(result.summary!.missed).toBe(activeIds.length);
     });
   });
 }

@@ -63,7 +63,13 @@ for (const backend of BACKENDS) {
       expect(csv.code).toBe(0);
       const [header, row, ...rest] = csv.stdout.trimEnd().split('\n');
       expect(header).toBe('condition_id,patient_id,clinical_status,verification_status,onset,recorded_date,icd10_code,icd10_display,icd10_system,icd9_code,icd9_display,icd9_system,snomed_code,snomed_display,last_updated');
-      expect(row).toMatch(/^[0-9a-f]{64},[0-9a-f]{64},active,,2009,2009,E11\.9,Type 2 diabetes mellitus without complications,ICD-10,250\.00,"Diabetes mellitus without mention of complication, type II",ICD-9-CM,44054006,Diabetes mellitus type 2,2026$/);
+      const match = /^[0-9a-f]{64},[0-9a-f]{64},active,,(\d{4}-\d\d-\d\d),(\d{4}-\d\d-\d\d),E11\.9,Type 2 diabetes mellitus without complications,ICD-10,250\.00,"Diabetes mellitus without mention of complication, type II",ICD-9-CM,44054006,Diabetes mellitus type 2,\d{4}-\d\d-\d\dT[^,]+$/.exec(row!);
+      expect(match).not.toBeNull();
+      // Onset 2009-05-14 and recorded 2009-05-20 (the fixture), shifted by the patient's one offset: six days apart still.
+      const shift = (Date.parse(match![1]!) - Date.parse('2009-05-14')) / 86_400_000;
+      expect(shift).not.toBe(0);
+      expect(Math.abs(shift)).toBeLessThanOrEqual(182);
+      expect((Date.parse(match![2]!) - Date.parse(match![1]!)) / 86_400_000).toBe(6);
       expect(rest).toEqual([]);
     }, 180_000);
 

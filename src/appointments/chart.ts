@@ -1,13 +1,15 @@
 /**
- * The missed-appointment trend per department as line charts a manager can read: the missed rate
- * (top) and the clinician hours lost (bottom), one line per department on a time axis. SVG written by
- * hand (one <g class="series"> per department and measure, so a reader or a test can find each one),
- * rasterised to PNG by resvg when the file name asks for it.
+ * The missed-appointment trend per clinician or department (as the export is grouped) as line charts
+ * a manager can read: the missed rate (top) and the clinician hours lost (bottom), one line per group
+ * on a time axis: the groups with the most missed appointments, the rest summed as "other". A period
+ * a group has no concluded appointment in is a gap in its line, not a straight line across. SVG
+ * written by hand (one <g class="series"> per group and measure, so a reader or a test can find each
+ * one), rasterised to PNG by resvg when the file name asks for it.
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CarepipeError } from '../errors.js';
-import type { ImpactRow } from './impact.js';
+import type { ImpactPeriod, ImpactRow } from './impact.js';
 
 export interface ChartPoint {
   /** YYYY-MM-DD, start of the period */
@@ -40,16 +42,40 @@ function escapeXml(text: string): string {
   return text.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!);
 }
 
-/** Impact rows grouped by department → the two panels: missed rate in %, hours lost. */
-export function impactPanels(rows: ImpactRow[]): ChartPanel[] {
-  const rate = new Map<string, ChartSeries>();
-  const hours = new Map<string, ChartSeries>();
+/** Lines drawn before the rest of the groups are summed as one "other" line. */
+export const TOP_SERIES = 6;
+export const OTHER_SERIES = 'other';
+
+/**
+ * Impact rows (one per group and period) → the two panels: missed rate in %, hours lost. The `top`
+ * groups with the most missed appointments over the range keep their own line (ties by name); the
+ * rest are summed per period into "other" (its rate is its missed over its appointments).
+ */
+export function impactPanels(rows: ImpactRow[], options: { top?: number; noGroup?: string } = {}): ChartPanel[] {
+  const top = options.top ?? TOP_SERIES;
+  const nameOf = (row: ImpactRow) => row.group ?? options.noGroup ?? '(no department)';
+  const missedBy = new Map<string, number>();
+  for (const row of rows) missedBy.set(nameOf(row), (missedBy.get(nameOf(row)) ?? 0) + row.missed);
+  const ranked = [...missedBy].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).map(([name]) => name);
+  // "other" for one group would only rename it.
+  const shown = new Set(ranked.length > top + 1 ? ranked.slice(0, top) : ranked);
+  const totals = new Map<string, { name: string; period: string; appointments: number; missed: number; minutes: number }>();
   for (const row of rows) {
-    const name = row.group ?? '(no department)';
-    if (!rate.has(name)) rate.set(name, { name, points: [] });
-    if (!hours.has(name)) hours.set(name, { name, points: [] });
-    rate.get(name)!.points.push({ period: row.period_start, value: Number(row.missed_rate) * 100 });
-    hours.get(name)!.points.push({ period: row.period_start, value: row.clinician_minutes_lost / 60 });
+    const name = shown.has(nameOf(row)) ? nameOf(row) : OTHER_SERIES;
+    const key = `${name}\u0000${row.period_start}`;
+    const total = totals.get(key) ?? { name, period: row.period_start, appointments: 0, missed: 0, minutes: 0 };
+    total.appointments += row.appointments;
+    total.missed += row.missed;
+    total.minutes += row.clinician_minutes_lost;
+    totals.set(key, total);
+  }
+  // Lines in name order, as the CSV lists its groups; "other" last.
+  const order = [...[...shown].sort((a, b) => a.localeCompare(b)), ...(shown.size < ranked.length ? [OTHER_SERIES] : [])];
+  const rate = new Map<string, ChartSeries>(order.map((name) => [name, { name, points: [] }]));
+  const hours = new Map<string, ChartSeries>(order.map((name) => [name, { name, points: [] }]));
+  for (const t of totals.values()) {
+    rate.get(t.name)!.points.push({ period: t.period, value: t.appointments === 0 ? 0 : (t.missed / t.appointments) * 100 });
+    hours.get(t.name)!.points.push({ period: t.period, value: t.minutes / 60 });
   }
   const maxHours = Math.max(1, ...[...hours.values()].flatMap((s) => s.points.map((p) => p.value)));
   return [
@@ -67,8 +93,49 @@ function niceCeiling(value: number): number {
 
 const day = (period: string) => Date.parse(`${period}T00:00:00Z`);
 
-/** Line charts stacked in one SVG document, sharing a time axis over every period in the data. */
-export function lineChartSvg(title: string, panels: ChartPanel[]): string {
+/** The start of the period after `period` (YYYY-MM-DD). */
+function nextPeriod(period: string, kind: ImpactPeriod): string {
+  const d = new Date(`${period}T00:00:00Z`);
+  if (kind === 'week') d.setUTCDate(d.getUTCDate() + 7);
+  else d.setUTCMonth(d.getUTCMonth() + 1);
+  return d.toISOString().slice(0, 10);
+}
+
+/** Every period from the first to the last in the data, with none left out. */
+export function periodRange(periods: string[], kind: ImpactPeriod): string[] {
+  if (periods.length === 0) return [];
+  const sorted = [...periods].sort();
+  const out: string[] = [];
+  // Bounded: periods come from date_trunc, so each step lands on the next one of them.
+  for (let p = sorted[0]!; p <= sorted[sorted.length - 1]! && out.length < 10_000; p = nextPeriod(p, kind)) out.push(p);
+  return out;
+}
+
+/** Axis labels: at most about 10, every n-th period (a whole number of weeks, or 1, 2, 3, 6 or 12 months). */
+export function axisLabels(periods: string[], kind: ImpactPeriod): string[] {
+  const range = periodRange(periods, kind);
+  const steps = kind === 'week' ? [1, 2, 4, 8, 13, 26, 52] : [1, 2, 3, 6, 12];
+  const step = steps.find((n) => Math.ceil(range.length / n) <= 10) ?? Math.ceil(range.length / 10);
+  return range.filter((_, i) => i % step === 0);
+}
+
+/** Runs of consecutive periods: a line is drawn through each run, with a gap between runs. */
+function runs(points: ChartPoint[], kind: ImpactPeriod): ChartPoint[][] {
+  const out: ChartPoint[][] = [];
+  for (const point of points) {
+    const last = out[out.length - 1];
+    const previous = last?.[last.length - 1];
+    if (previous && nextPeriod(previous.period, kind) === point.period) last!.push(point);
+    else out.push([point]);
+  }
+  return out;
+}
+
+/**
+ * Line charts stacked in one SVG document, sharing a time axis from the first period in the data to
+ * the last. `period` says what one step of the axis is (gaps and labels follow it).
+ */
+export function lineChartSvg(title: string, panels: ChartPanel[], period: ImpactPeriod = 'month'): string {
   const periods = [...new Set(panels.flatMap((p) => p.series.flatMap((s) => s.points.map((pt) => pt.period))))].sort();
   const plotW = WIDTH - MARGIN.left - MARGIN.right;
   const plotH = PANEL_HEIGHT - MARGIN.gap;
@@ -79,7 +146,9 @@ export function lineChartSvg(title: string, panels: ChartPanel[]): string {
   const x = (period: string) => MARGIN.left + (span === 0 ? plotW / 2 : ((day(period) - first) / span) * plotW);
   const fmt = (n: number) => n.toFixed(1);
   const names = [...new Set(panels.flatMap((p) => p.series.map((s) => s.name)))];
-  const colour = (name: string) => COLOURS[names.indexOf(name) % COLOURS.length]!;
+  // "other" is the rest taken together: grey, so it does not read as one more clinician or department.
+  const coloured = names.filter((n) => n !== OTHER_SERIES);
+  const colour = (name: string) => (name === OTHER_SERIES ? '#999999' : COLOURS[coloured.indexOf(name) % COLOURS.length]!);
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`,
     `<title>${escapeXml(title)}</title>`,
@@ -107,8 +176,8 @@ export function lineChartSvg(title: string, panels: ChartPanel[]): string {
       const points = [...s.points].sort((a, b) => a.period.localeCompare(b.period));
       out.push(`<g class="series" data-measure="${panel.measure}" data-series="${escapeXml(s.name)}" stroke="${colour(s.name)}" fill="${colour(s.name)}">`);
       out.push(`<title>${escapeXml(s.name)}</title>`);
-      if (points.length > 1) {
-        out.push(`<polyline fill="none" stroke-width="2" points="${points.map((p) => `${fmt(x(p.period))},${fmt(y(p.value))}`).join(' ')}"/>`);
+      for (const run of runs(points, period)) {
+        if (run.length > 1) out.push(`<polyline fill="none" stroke-width="2" data-periods="${run.map((p) => p.period).join(' ')}" points="${run.map((p) => `${fmt(x(p.period))},${fmt(y(p.value))}`).join(' ')}"/>`);
       }
       for (const p of points) {
         out.push(`<circle cx="${fmt(x(p.period))}" cy="${fmt(y(p.value))}" r="3.5" data-period="${p.period}" data-value="${p.value.toFixed(2)}"/>`);
@@ -117,13 +186,15 @@ export function lineChartSvg(title: string, panels: ChartPanel[]): string {
     }
     out.push('</g>');
   });
-  // Period labels under the last panel; at most about 12, so they do not collide.
+  // Period labels under the last panel, evenly spaced in time (every n-th week or month), so they do not collide.
   const axisY = MARGIN.top + (panels.length - 1) * PANEL_HEIGHT + plotH;
-  const step = Math.max(1, Math.ceil(periods.length / 12));
   out.push('<g class="x-axis" text-anchor="end">');
-  periods.forEach((period, i) => {
-    if (i % step === 0) out.push(`<text transform="translate(${fmt(x(period))} ${axisY + 16}) rotate(-35)">${escapeXml(period)}</text>`);
-  });
+  for (const label of axisLabels(periods, period)) {
+    out.push(
+      `<line x1="${fmt(x(label))}" x2="${fmt(x(label))}" y1="${axisY}" y2="${axisY + 5}" stroke="#333333"/>`,
+      `<text transform="translate(${fmt(x(label))} ${axisY + 16}) rotate(-35)" data-period="${label}">${escapeXml(period === 'month' ? label.slice(0, 7) : label)}</text>`,
+    );
+  }
   out.push('</g>', '<g class="legend">');
   names.forEach((name, i) => {
     const ly = MARGIN.top + 8 + i * 22;

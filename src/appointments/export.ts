@@ -14,7 +14,7 @@ export const patientsSource: SourceDeclaration = {
   columns: {
     nhs_number: 'pseudonym',
     name: 'drop',
-    date_of_birth: 'year',
+    date_of_birth: 'birth_date',
     postcode: 'postcode_outward',
     // a file path on the loading machine: says nothing of the patient, but nothing for research either
     source: 'drop',
@@ -22,6 +22,8 @@ export const patientsSource: SourceDeclaration = {
     loaded_at: 'keep',
     updated_at: 'keep',
   },
+  patientKey: { column: 'nhs_number' },
+  elements: { nhs_number: 'Patient.identifier', name: 'Patient.name', date_of_birth: 'Patient.birthDate', postcode: 'Patient.address.postalCode' },
 };
 
 export const appointmentsSource: SourceDeclaration = {
@@ -33,9 +35,10 @@ export const appointmentsSource: SourceDeclaration = {
     id: 'pseudonym',
     patient: 'pseudonym',
     status: 'keep',
-    starts_at: 'keep',
+    starts_at: 'date_shift',
     duration: 'keep',
-    clinician: 'keep',
+    // a clinician's name identifies the clinician: pseudonymised like clinicians.clinician_key
+    clinician: 'pseudonym',
     department: 'keep',
     postcode: 'postcode_outward',
     // a file path on the loading machine: says nothing of the patient, but nothing for research either
@@ -44,7 +47,18 @@ export const appointmentsSource: SourceDeclaration = {
     loaded_at: 'keep',
     updated_at: 'keep',
   },
+  patientKey: { column: 'patient' },
+  elements: {
+    id: 'Appointment.id',
+    patient: 'Appointment.participant.actor',
+    status: 'Appointment.status',
+    starts_at: 'Appointment.start',
+    duration: 'Appointment.minutesDuration',
+  },
 };
+
+/** Hex digits of a clinician's pseudonym that name the clinician's line in a research chart. */
+export const CHART_PSEUDONYM_DIGITS = 12;
 
 export const missedAppointmentsSource: SourceDeclaration = {
   name: 'missed-appointments',
@@ -58,16 +72,26 @@ export const missedAppointmentsSource: SourceDeclaration = {
     missed_rate: 'keep',
     clinician_minutes_lost: 'keep',
   },
+  // Per clinician, the group is a clinician's name: pseudonymised like the appointments' clinician.
+  treatmentsFor(params: ExportParams) {
+    return { ...missedAppointmentsSource.columns, group: impactOptions(params).by === 'clinician' ? 'pseudonym' : 'keep' };
+  },
   query(params: ExportParams) {
     return impactQuery(impactOptions(params));
   },
-  async chart(knex: Knex, params: ExportParams, file: string) {
-    // The chart is always per department; --period, --from and --to still apply.
-    const options = { ...impactOptions(params), by: 'department' as const };
+  async chart(knex: Knex, params: ExportParams, file: string, pseudonym?: (value: string) => string) {
+    // The chart draws what the CSV holds: the same --by, --period, --from and --to.
+    const options = impactOptions(params);
     const { sql, bindings } = impactQuery(options);
     const result = await knex.raw<{ rows: ImpactRow[] }>(sql, bindings as Knex.RawBinding[]);
-    const title = `Missed appointments by department, per ${options.period}`;
-    await writeChart(lineChartSvg(title, impactPanels(result.rows)), file);
+    // Research exports pseudonymise clinicians: the chart names them by the first digits of the same pseudonym.
+    const rows =
+      pseudonym && options.by === 'clinician'
+        ? result.rows.map((r) => ({ ...r, group: r.group === null ? null : pseudonym(r.group).slice(0, CHART_PSEUDONYM_DIGITS) }))
+        : result.rows;
+    const title = `Missed appointments by ${options.by}, per ${options.period}`;
+    const panels = impactPanels(rows, { noGroup: `(no ${options.by})` });
+    await writeChart(lineChartSvg(title, panels, options.period), file);
   },
 };
 

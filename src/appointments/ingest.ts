@@ -149,6 +149,7 @@ async function ingest(options: IngestOptions, deps: IngestDeps): Promise<IngestS
         return written;
       }
       const written = await writeAppointments(trx, rows.map((r) => r.row as AppointmentRow), writeContext(file));
+      summary.missed += markedMissed(rows, written.writtenIds);
       for (const refusal of written.refused) {
         const source = rows[refusal.index]!;
         rejects.push(refusalReject(file, source.entry, source.value, refusal.code, refusal.params, refusal.retryable));
@@ -188,12 +189,14 @@ async function ingest(options: IngestOptions, deps: IngestDeps): Promise<IngestS
   summary.resolved = retried.settled;
   summary.appointments.written += retried.written;
   summary.appointments.unchanged += retried.unchanged;
+  summary.missed += retried.missed;
   for (const file of byKind.appointments) {
     if (options.signal?.aborted) break;
     await loadFile(file, 'appointments');
   }
-  summary.missed = await inRunTransaction(knex, ledger, (trx) => markMissed(trx, now, runId));
-  ledger.add({ written: summary.missed });
+  const markedAtEnd = await inRunTransaction(knex, ledger, (trx) => markMissed(trx, now, runId));
+  summary.missed += markedAtEnd;
+  ledger.add({ written: markedAtEnd });
   summary.pending = await countWaiting(knex);
   ledger.details.patients = summary.patients;
   ledger.details.appointments = summary.appointments;
@@ -201,6 +204,20 @@ async function ingest(options: IngestOptions, deps: IngestDeps): Promise<IngestS
   ledger.details.resolved = summary.resolved;
   ledger.details.pending = summary.pending;
   return summary;
+}
+
+/**
+ * Appointments this run marked missed as it wrote them: the source said `active`, the mapper derived
+ * `missed` from the run clock, and the row was written (an unchanged copy was marked by an earlier run).
+ */
+function markedMissed(rows: { value: unknown; row: PatientRow | AppointmentRow }[], writtenIds: Set<string>): number {
+  // The last copy of an id in the batch is the one written.
+  const last = new Map<string, boolean>();
+  for (const { value, row } of rows) {
+    const appointment = row as AppointmentRow;
+    last.set(appointment.id, appointment.status === 'missed' && sourceStatus(value).status === 'active');
+  }
+  return [...last].filter(([id, marked]) => marked && writtenIds.has(id)).length;
 }
 
 function sourceStatus(value: unknown): { status?: string } {
@@ -235,12 +252,13 @@ async function retryWaitingAppointments(
   refusalReject: (source: string, entry: number | undefined, value: unknown, code: ReasonCode, params: Record<string, string> | undefined, retryable: boolean) => RejectRecord,
   issueReject: (source: string, entry: number | undefined, value: unknown, kind: ExportKind, issues: Issue[]) => RejectRecord,
   reject: (records: RejectRecord[], trx?: Knex.Transaction) => Promise<void>,
-): Promise<{ settled: number; written: number; unchanged: number }> {
+): Promise<{ settled: number; written: number; unchanged: number; missed: number }> {
   const { knex, ledger } = deps;
   let after = 0;
   let resolved = 0;
   let written = 0;
   let unchanged = 0;
+  let missed = 0;
   for (;;) {
     const waitingRejects = (await waiting(knex)
       .where('id', '>', after)
@@ -291,6 +309,7 @@ async function retryWaitingAppointments(
           if (!refusedAt.has(index)) settled.push(c.rejectId);
         });
         ledger.add({ written: result.written, unchanged: result.unchanged });
+        missed += markedMissed(group, result.writtenIds);
         written += result.written;
         unchanged += result.unchanged;
       }
@@ -303,7 +322,7 @@ async function retryWaitingAppointments(
       return settled.length;
     });
   }
-  return { settled: resolved, written, unchanged };
+  return { settled: resolved, written, unchanged, missed };
 }
 
 function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {

@@ -7,16 +7,17 @@ import { Writable } from 'node:stream';
 import type { Knex } from 'knex';
 import { parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
 import { CarepipeError, isCarepipeError } from '../errors.js';
+import { quoteIdent } from '../db/catalog.js';
 import type { RunLedger } from '../db/ledger.js';
 import type { Reporter } from '../cli/output.js';
 import { readViewFile } from '../fhir/view/index.js';
 import { guardFormula, writeCsv, writeFileAtomically, type Cell, type CsvFormat } from '../writers/csv.js';
 import { formatPgText, type ValueKind } from './format.js';
-import { applyProfile, type Profile, type ProfiledColumn } from './profile.js';
+import { applyProfile, pseudonymiser, pseudonymSql, type BirthDateTreatment, type Profile, type ProfiledColumn } from './profile.js';
 import { buildSelect, parseCondition, ReadTransaction, userErrorFromDatabase, type Condition, type Field, type SqlQuery } from './query.js';
 import { loadSources } from './sources.js';
 import type { ExportParams, SourceDeclaration, Treatment } from './treatments.js';
-import { researchTreatments } from './view-tags.js';
+import { patientKeyOf, refuseKeptIdentifiers, researchColumns } from './view-tags.js';
 
 export interface ExportCsvOptions {
   /** A declared source name, or undefined with `view`. */
@@ -30,6 +31,8 @@ export interface ExportCsvOptions {
   columns?: string[];
   profile: Profile;
   pseudonymKey?: string;
+  /** --birth-date: research birth dates cut to the year (default) or shifted like the other dates. */
+  birthDate?: BirthDateTreatment;
   format: CsvFormat;
   formulaGuard: boolean;
   timezone: string;
@@ -107,8 +110,8 @@ function checkResearchFlags(columns: ReadColumn[], chosen: string[] | undefined,
   }
 }
 
-/** Turns rows read into cells: formatted, profiled, guarded against formulas. */
-function cellMaker(profiled: ProfiledColumn[], kinds: ValueKind[], formulaGuard: boolean, formatted: boolean) {
+/** Turns rows read into cells: formatted, profiled, guarded against formulas; `patientIndex` is where the row's patient key is. */
+function cellMaker(profiled: ProfiledColumn[], kinds: ValueKind[], formulaGuard: boolean, formatted: boolean, patientIndex?: number) {
   const plan = profiled.map((p) => ({
     index: p.index,
     kind: kinds[p.index]!,
@@ -120,7 +123,7 @@ function cellMaker(profiled: ProfiledColumn[], kinds: ValueKind[], formulaGuard:
       const value = row[index];
       if (value === null || value === undefined) return null;
       let cell: string | null = formatted ? (value as string) : formatPgText(value as string, kind);
-      if (transform) cell = transform(cell);
+      if (transform) cell = transform(cell, patientIndex === undefined ? null : ((row[patientIndex] as string | null | undefined) ?? null));
       return guard && cell !== null ? guardFormula(cell) : cell;
     });
 }
@@ -186,12 +189,13 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
   const sources = await loadSources({ viewsDir: options.viewsDir });
   for (const extra of deps.extraSources ?? []) sources.set(extra.name, extra);
   const name = options.source!;
-  const declaration = sources.get(name);
-  if (!declaration) {
+  const declared = sources.get(name);
+  if (!declared) {
     throw new CarepipeError('SOURCE_UNKNOWN', `unknown source '${name}'; carepipe export-csv --list shows them (${[...sources.keys()].join(', ')})`);
   }
-  const computed = typeof declaration.query === 'function';
+  const computed = typeof declared.query === 'function';
   const params: ExportParams = { ...options.params, now: deps.now() };
+  const declaration = declared.treatmentsFor ? { ...declared, columns: declared.treatmentsFor(params) } : declared;
   const given = (['by', 'period', 'from', 'to'] as const).filter((k) => options.params[k] !== undefined);
   if (!computed && given.length > 0) throw usage(`--${given[0]} applies to computed sources only; ${name} is a table`);
   if (options.chart && !declaration.chart) throw usage(`${name} draws no chart (--chart)`);
@@ -208,7 +212,8 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
     const columns = orderColumns(fields, declaration);
     const chosen = chooseColumns(columns, options.columns, name);
     if (options.profile === 'research') checkResearchFlags(columns, options.columns, conditions, name);
-    const profiled = applyProfile(chosen, { profile: options.profile, pseudonymKey: options.pseudonymKey, source: name });
+    const profiled = applyProfile(chosen, { profile: options.profile, pseudonymKey: options.pseudonymKey, source: name, birthDate: options.birthDate });
+    const research = options.profile === 'research';
     const known = new Set(fields.map((f) => f.name));
     for (const c of conditions) {
       if (!known.has(c.column)) throw usage(`--where: ${name} has no column '${c.column}' (it has: ${[...known].join(', ')})`, { field: c.column });
@@ -222,9 +227,17 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
       }
       since = { column, value: options.since };
     }
-    const orderBy = computed ? [] : await read.primaryKey(declaration.relation ?? name);
-    const select = buildSelect({ inner, columns: chosen, conditions, since, orderBy });
-    const toCells = cellMaker(profiled, chosen.map((c) => c.kind), options.formulaGuard, false);
+    // A research export in key order would list patients by NHS number: order by the pseudonyms instead
+    // (a computed source by its pseudonymised columns first, so clinicians do not come out by name).
+    const key = computed
+      ? research && chosen.some((c) => c.treatment === 'pseudonym')
+        ? [...chosen.filter((c) => c.treatment === 'pseudonym'), ...chosen.filter((c) => c.treatment === 'keep')].map((c) => c.name)
+        : []
+      : await read.primaryKey(declaration.relation ?? name);
+    const orderBy = research ? key.map((c) => (declaration.columns[c] === 'keep' ? c : pseudonymSql(options.pseudonymKey!, `q.${quoteIdent(c)}`))) : key;
+    const patientKey = research ? patientKeySql(declaration, known) : undefined;
+    const select = buildSelect({ inner, columns: chosen, conditions, since, orderBy, extra: patientKey ? [patientKey] : [] });
+    const toCells = cellMaker(profiled, chosen.map((c) => c.kind), options.formulaGuard, false, patientKey ? chosen.length : undefined);
     const progress = progressCounter(deps.reporter, name);
     const batchSize = options.batchSize ?? DEFAULT_BATCH;
     async function* rows(): AsyncGenerator<Cell[][]> {
@@ -247,10 +260,19 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
   }
   if (options.chart) {
     const file = path.resolve(deps.cwd, options.chart);
-    await declaration.chart!(deps.knex, params, file);
+    const relabel = options.profile === 'research' ? pseudonymiser(options.pseudonymKey!) : undefined;
+    await declaration.chart!(deps.knex, params, file, relabel);
     return { ...outcome, chart: file };
   }
   return outcome;
+}
+
+/** The row's patient key for date shifting, as an SQL expression over `q` (undefined when the source has none). */
+function patientKeySql(declaration: SourceDeclaration, known: Set<string>): SqlQuery | undefined {
+  const key = declaration.patientKey;
+  if (!key) return undefined;
+  if ('sql' in key) return { sql: key.sql, bindings: [] };
+  return known.has(key.column) ? { sql: `q.${quoteIdent(key.column)}`, bindings: [] } : undefined;
 }
 
 /** Declared columns in declared order, then any the declaration does not know (treatment undefined). */
@@ -315,18 +337,21 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
   if (options.chart || (['by', 'period', 'from', 'to'] as const).some((k) => options.params[k] !== undefined)) {
     throw usage('--by, --period, --from, --to and --chart apply to computed sources, not to --view');
   }
-  const treatments = researchTreatments(definition, file);
+  const research = researchColumns(definition, file);
+  if (options.profile === 'research') refuseKeptIdentifiers(research, file);
   const all: (ReadColumn & { collection: boolean })[] = view.columns.map((c) => ({
     name: c.name,
     oid: 0,
     kind: c.collection ? 'json' : c.sqlType === 'integer' || c.sqlType === 'bigint' ? 'number' : c.sqlType === 'boolean' ? 'boolean' : 'text',
-    treatment: treatments.get(c.name),
+    treatment: research.get(c.name)?.treatment,
     collection: c.collection,
   }));
   const label = path.basename(file);
   const chosen = chooseColumns(all, options.columns, label);
   if (options.profile === 'research') checkResearchFlags(all, options.columns, conditions, label);
-  const profiled = applyProfile(chosen, { profile: options.profile, pseudonymKey: options.pseudonymKey, source: label });
+  const profiled = applyProfile(chosen, { profile: options.profile, pseudonymKey: options.pseudonymKey, source: label, birthDate: options.birthDate });
+  const patientColumn = patientKeyOf(definition)?.column;
+  const patientIndex = patientColumn === undefined ? -1 : all.findIndex((c) => c.name === patientColumn);
   // Filters see every column of the view, before the profile changes or drops any.
   const keep = viewFilter(conditions, all, label);
   const toCells = cellMaker(
@@ -334,13 +359,16 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
     all.map((c) => c.kind),
     options.formulaGuard,
     true,
+    patientIndex >= 0 ? patientIndex : undefined,
   );
+  // Resources in id order would list them by their real ids: the research profile orders by pseudonym.
+  const order = options.profile === 'research' ? pseudonymSql(options.pseudonymKey!, 'id') : { sql: 'id', bindings: [] };
   const select: SqlQuery = {
     sql:
       'select id, resource::text from fhir_resources where resource_type = ? and not deleted' +
       (options.since !== undefined ? ' and last_updated >= ?::timestamptz' : '') +
-      ' order by resource_type, id',
-    bindings: options.since !== undefined ? [view.resource, options.since] : [view.resource],
+      ` order by ${order.sql}`,
+    bindings: [...(options.since !== undefined ? [view.resource, options.since] : [view.resource]), ...order.bindings],
   };
 
   deps.reporter.start(`export-csv ${label}`);

@@ -51,7 +51,10 @@ export interface SelectPlan {
   columns: Field[];
   conditions: Condition[];
   since?: { column: string; value: string };
-  orderBy: string[];
+  /** Column names, or SQL expressions over `q` (the research profile orders by pseudonyms). */
+  orderBy: (string | SqlQuery)[];
+  /** Expressions over `q` read after the columns (the row's patient key, for date shifting). */
+  extra?: SqlQuery[];
 }
 
 /**
@@ -61,9 +64,10 @@ export interface SelectPlan {
 export function buildSelect(plan: SelectPlan): SqlQuery {
   const list = plan.columns
     .map((c) => (c.kind === 'array' ? `to_json(q.${quoteIdent(c.name)})::text` : `q.${quoteIdent(c.name)}::text`))
+    .concat((plan.extra ?? []).map((e) => `(${e.sql})::text`))
     .join(', ');
   const where: string[] = [];
-  const bindings = [...plan.inner.bindings];
+  const bindings = [...(plan.extra ?? []).flatMap((e) => e.bindings), ...plan.inner.bindings];
   for (const condition of plan.conditions) {
     where.push(`q.${quoteIdent(condition.column)} ${SQL_OPERATORS[condition.operator]} ?`);
     bindings.push(condition.value);
@@ -72,10 +76,15 @@ export function buildSelect(plan: SelectPlan): SqlQuery {
     where.push(`q.${quoteIdent(plan.since.column)} >= ?::timestamptz`);
     bindings.push(plan.since.value);
   }
+  const order = plan.orderBy.map((c) => {
+    if (typeof c === 'string') return `q.${quoteIdent(c)}`;
+    bindings.push(...c.bindings);
+    return c.sql;
+  });
   const sql =
     `select ${list || 'null'} from (${plan.inner.sql}) as q` +
     (where.length ? ` where ${where.join(' and ')}` : '') +
-    (plan.orderBy.length ? ` order by ${plan.orderBy.map((c) => `q.${quoteIdent(c)}`).join(', ')}` : '');
+    (order.length ? ` order by ${order.join(', ')}` : '');
   return { sql, bindings };
 }
 

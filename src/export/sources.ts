@@ -31,7 +31,7 @@ export const coreSources: SourceDeclaration[] = [
       resource_type: 'keep',
       id: 'pseudonym',
       version_id: 'keep',
-      last_updated: 'keep',
+      last_updated: 'date_shift',
       // names, identifiers, addresses, notes: the whole resource is identifying
       resource: 'drop',
       content_hash: 'drop',
@@ -40,6 +40,15 @@ export const coreSources: SourceDeclaration[] = [
       run_id: 'keep',
       loaded_at: 'keep',
     },
+    // meta.lastUpdated is a date of the patient's care: shifted by the patient the resource is about.
+    // (No question mark in this SQL: knex would take it for a binding.)
+    patientKey: {
+      sql: `case when q.resource_type = 'Patient' then q.id
+                 else (select regexp_replace(ref, '^(urn:uuid:|.*Patient/)', '')
+                         from coalesce(q.resource #>> '{subject,reference}', q.resource #>> '{patient,reference}') as ref
+                        where ref ~ '^(urn:uuid:|(.*/)*Patient/)[A-Za-z0-9.-]{1,64}$') end`,
+    },
+    elements: { id: '*.id', last_updated: '*.meta.lastUpdated', resource: '*' },
   },
   {
     name: 'runs',

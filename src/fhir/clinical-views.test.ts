@@ -41,7 +41,7 @@ describe('views sharing a table', () => {
     for (const file of readdirSync(VIEWS).filter((f) => /^(codings|image_labels|imaging_studies)/.test(f))) {
       const text = readFileSync(path.join(VIEWS, file), 'utf8');
       const columns = [...text.matchAll(/"name": "(\w+)",\s*"path"/g)].length;
-      const tags = [...text.matchAll(/"name": "research",\s*"value": "(keep|drop|pseudonym|year|postcode_outward)"/g)].length;
+      const tags = [...text.matchAll(/"name": "research",\s*"value": "(keep|drop|pseudonym|year|postcode_outward|date_shift|birth_date)"/g)].length;
       expect({ file, tags }).toEqual({ file, tags: columns });
     }
   });

@@ -53,16 +53,17 @@ export async function writePatients(trx: Knex.Transaction, rows: PatientRow[], c
 }
 
 /**
- * Upserts appointments; returns the refused ones apart. Rows are taken in order, so within a batch a
+ * Upserts appointments; returns the refused ones apart, and the ids of the rows it wrote (the caller
+ * counts those it marked missed). Rows are taken in order, so within a batch a
  * cancellation followed by a reinstatement is refused just as it would be across two runs.
  */
 export async function writeAppointments(
   trx: Knex.Transaction,
   rows: AppointmentRow[],
   ctx: WriteContext,
-): Promise<WriteResult & { refused: Refusal<AppointmentRow>[] }> {
+): Promise<WriteResult & { refused: Refusal<AppointmentRow>[]; writtenIds: Set<string> }> {
   const refused: Refusal<AppointmentRow>[] = [];
-  if (rows.length === 0) return { written: 0, unchanged: 0, refused };
+  if (rows.length === 0) return { written: 0, unchanged: 0, refused, writtenIds: new Set() };
   const ids = [...new Set(rows.map((r) => r.id))];
   const patients = [...new Set(rows.map((r) => r.patient))];
   // Lock the stored rows so a concurrent writer cannot reinstate between our check and our write.
@@ -88,7 +89,7 @@ export async function writeAppointments(
     stored.set(row.id, row.status);
     accepted.push(row);
   });
-  if (accepted.length === 0) return { written: 0, unchanged: 0, refused };
+  if (accepted.length === 0) return { written: 0, unchanged: 0, refused, writtenIds: new Set() };
   const unique = lastByKey(accepted, (r) => r.id);
   const changed = await trx('appointments')
     .insert(unique.map((r) => ({ ...r, source: ctx.source, run_id: ctx.runId, updated_at: trx.fn.now() })))
@@ -99,7 +100,12 @@ export async function writeAppointments(
        is distinct from (excluded.patient, excluded.status, excluded.starts_at, excluded.duration, excluded.clinician, excluded.department, excluded.postcode)`,
     )
     .returning('id');
-  return { written: changed.length, unchanged: accepted.length - changed.length, refused };
+  return {
+    written: changed.length,
+    unchanged: accepted.length - changed.length,
+    refused,
+    writtenIds: new Set((changed as { id: string }[]).map((r) => r.id)),
+  };
 }
 
 /**

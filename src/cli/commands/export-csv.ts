@@ -12,6 +12,7 @@ interface ExportCsvFlags extends CommonFlags {
   since?: string;
   columns?: string;
   profile: 'clinical' | 'research';
+  birthDate?: 'year' | 'shift';
   delimiter: string;
   bom?: boolean;
   eol: 'crlf' | 'lf';
@@ -42,6 +43,7 @@ function ledgerArgs(source: string | undefined, flags: ExportCsvFlags): string[]
   if (flags.view) args.push('--view', flags.view);
   if (flags.output) args.push('-o', flags.output);
   args.push('--profile', flags.profile);
+  if (flags.birthDate) args.push('--birth-date', flags.birthDate);
   for (const where of flags.where) args.push('--where', where.replace(/^(\s*[^\s=!<>]+\s*(?:>=|<=|!=|<>|=|<|>)).*$/s, '$1****'));
   if (flags.since) args.push('--since', flags.since);
   if (flags.columns) args.push('--columns', flags.columns);
@@ -62,6 +64,12 @@ export function registerExportCsv(program: Command, state: CliState): void {
       .option('--since <time>', 'only rows whose last-updated column is at or after this time')
       .option('--columns <a,b,c>', 'choose and order the columns')
       .addOption(new Option('--profile <profile>', 'clinical: every column; research: de-identified per declared treatment').choices(['clinical', 'research']).default('clinical'))
+      .addOption(
+        new Option('--birth-date <treatment>', 'research profile: birth dates cut to the year, or shifted like the patient\'s other dates').choices([
+          'year',
+          'shift',
+        ]),
+      )
       .option('--delimiter <char>', 'field delimiter (\\t or tab for a tab)', oneCharacter, ',')
       .option('--bom', 'start with a UTF-8 byte order mark (Excel)')
       .addOption(new Option('--eol <eol>', 'record separator').choices(['crlf', 'lf']).default('crlf'))
@@ -85,6 +93,9 @@ export function registerExportCsv(program: Command, state: CliState): void {
     if (!source === !flags.view) {
       throw new CarepipeError('USAGE', 'export-csv needs a SOURCE name or --view FILE (one of them); --list shows the sources');
     }
+    if (flags.birthDate && flags.profile !== 'research') {
+      throw new CarepipeError('USAGE', '--birth-date applies to the research profile (--profile research)');
+    }
     if (flags.json && !flags.output) {
       throw new CarepipeError('USAGE', '--json prints its summary on stdout, where the CSV goes: add -o FILE');
     }
@@ -106,6 +117,7 @@ export function registerExportCsv(program: Command, state: CliState): void {
             columns,
             profile: flags.profile,
             pseudonymKey: settings.env.CAREPIPE_PSEUDONYM_KEY || undefined,
+            birthDate: flags.birthDate,
             format: { delimiter: flags.delimiter, bom: flags.bom, eol: flags.eol === 'lf' ? '\n' : '\r\n' },
             formulaGuard: flags.formulaGuard,
             timezone: flags.timezone,
