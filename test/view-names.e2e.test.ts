@@ -4,7 +4,8 @@
  * `hasOwnProperty`) behave as unknown ones, and a view named like a system or carepipe table is refused
  * before any table is created.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { BACKENDS, useTestDatabase } from './helpers/db.js';
@@ -106,5 +107,28 @@ describe.each(BACKENDS)('views and names on %s', (backend) => {
     const ok = await cli('ingest-fhir', '--view', patientView(path.join(ctx.test.tmp, 'ok.json'), 'patient_gender', [{ name: 'gender', path: 'gender' }]), SAMPLE);
     expect(ok.code).toBe(0);
     expect(await relations()).toContain('patient_gender');
+  });
+});
+
+describe('view run on definitions nested too deep', () => {
+  it('refuses a ViewDefinition nested 5,000 levels, and a path with 5,000 brackets, as invalid views (exit 2)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'carepipe-view-deep-'));
+    try {
+      let select = '{"column":[{"name":"id","path":"id"}]}';
+      for (let i = 0; i < 5000; i++) select = `{"select":[${select}]}`;
+      const deep = path.join(dir, 'deep.json');
+      writeFileSync(deep, `{"resourceType":"ViewDefinition","name":"deep","resource":"Patient","select":[${select}]}`);
+      const nested = await runCli(['view', 'run', '--view', deep, SAMPLE], { cwd: dir });
+      expect(nested.code).toBe(2);
+      expect(nested.stderr).toContain('JSON nested more than 256 levels deep: not a ViewDefinition');
+      const brackets = patientView(path.join(dir, 'brackets.json'), 'brackets', [{ name: 'x', path: `${'('.repeat(5000)}id${')'.repeat(5000)}` }]);
+      const parens = await runCli(['view', 'run', '--view', brackets, SAMPLE], { cwd: dir });
+      expect(parens.code).toBe(2);
+      expect(parens.stderr).toContain('brackets nested more than 128 deep');
+      const fine = patientView(path.join(dir, 'fine.json'), 'fine', [{ name: 'x', path: `${'('.repeat(100)}id${')'.repeat(100)}` }]);
+      expect((await runCli(['view', 'run', '--view', fine, SAMPLE], { cwd: dir })).code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { LosslessNumber } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
+import { parseJsonBody } from '../http/client.js';
 import { exceedsJsonDepth, exceedsJsonTextDepth, invalidUtf8Line, MAX_JSON_DEPTH, Utf8Check } from './json-limits.js';
 
 /** Arrays nested `levels` deep around a string. */
@@ -52,5 +53,15 @@ describe('UTF-8', () => {
     expect(await through([good.subarray(0, 3), Buffer.concat([good.subarray(3), bad])])).toEqual({ out: good, failure: 'invalid UTF-8 on line 3', line: 3 });
     // A file that ends in the middle of a character.
     expect((await through([Buffer.from('ab\ncd'), Buffer.from([0xe5, 0x88])])).line).toBe(2);
+  });
+});
+
+describe('HTTP JSON bodies', () => {
+  it('refuses a body nested deeper than the readers accept, as the source failing (exit 4), and parses the rest', () => {
+    const response = (text: string) => ({ status: 200, headers: new Headers(), text, url: 'https://directory.example/search?token=secret' });
+    expect(() => parseJsonBody(response(`{"hits":${'['.repeat(5000)}${']'.repeat(5000)}}`))).toThrow(
+      expect.objectContaining({ code: 'SOURCE_FAILED', exitCode: 4, message: expect.stringContaining('answered JSON nested more than 256 levels deep') }),
+    );
+    expect(parseJsonBody(response('{"hits":[[1]]}'))).toEqual({ hits: [[1]] });
   });
 });
