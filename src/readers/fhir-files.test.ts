@@ -378,6 +378,10 @@ describe.each([...MODES, ['lossless, streamed', { memoryLimit: 0, numbers: 'loss
       ]);
       expect(invalids(items)[0]!.message).toBe('JSON nested more than 256 levels deep');
       expect(keys(items)).toEqual(['Patient/b1', 'Patient/b2', 'Patient/n1', 'Patient/at256']);
+      // The entry next to one too deep keeps its decimal's digits when read lossless.
+      const x = (resources(items).find((r) => r.id === 'b2') as unknown as { x: unknown }).x;
+      if ('numbers' in modeOptions) expect(isLosslessNumber(x) && x.toString()).toBe('1.50');
+      else expect(x).toBe(1.5);
     });
 
     it('rejects bytes that are not UTF-8 as INVALID_UTF8 with their line: the ndjson line, or the rest of a Bundle; the rest is read', async () => {

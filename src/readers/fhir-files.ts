@@ -75,7 +75,7 @@ export const ReasonCodes = {
   UNSUPPORTED_DELETE: 'UNSUPPORTED_DELETE',
   /** Objects and arrays nested deeper than MAX_JSON_DEPTH (json-limits.ts). */
   TOO_DEEP: 'TOO_DEEP',
-  /** Bytes that are not UTF-8: the line (ndjson) or the file (a JSON document) is not read. */
+  /** Bytes that are not UTF-8: that ndjson line, or a JSON document from that line on, is not read. */
   INVALID_UTF8: 'INVALID_UTF8',
 } as const;
 
@@ -211,6 +211,11 @@ class ContentReader {
         }
         return;
       }
+      // One entry too deep would send the whole text to JSON.parse, losing every entry's digits: stream it.
+      if (this.lossless && mayLoseDigits(text) && exceedsJsonTextDepth(text)) {
+        yield* this.streamDocument();
+        return;
+      }
       let document: unknown;
       try {
         document = text.trim() === '' ? undefined : this.parse(stripBom(text));
@@ -331,7 +336,6 @@ class ContentReader {
     } catch (err) {
       return this.invalid({ line }, 'INVALID_JSON', `invalid JSON: ${(err as Error).message}`, undefined, text);
     }
-    if (exceedsJsonDepth(value)) return this.invalid({ line }, 'TOO_DEEP', tooDeepMessage(), undefined, text);
     return this.resourceItem(value, { line }, undefined, false, text) as FhirItem;
   }
 
@@ -438,7 +442,7 @@ class ContentReader {
    */
   private resourceItem(value: unknown, origin: Partial<Origin>, refs: FullUrls | undefined, defer = false, text?: string): FhirItem | typeof DEFER {
     // Before anything walks it: what comes after the reader may recurse.
-    if (exceedsJsonDepth(value)) return this.invalid(origin, 'TOO_DEEP', tooDeepMessage());
+    if (exceedsJsonDepth(value)) return this.invalid(origin, 'TOO_DEEP', tooDeepMessage(), undefined, text);
     if (!isObject(value)) {
       return this.invalid(origin, 'NOT_A_RESOURCE', `expected a FHIR resource (a JSON object), got ${Array.isArray(value) ? 'an array' : typeof value}`, undefined, this.raw(value));
     }
