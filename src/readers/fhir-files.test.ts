@@ -384,6 +384,14 @@ describe.each([...MODES, ['lossless, streamed', { memoryLimit: 0, numbers: 'loss
       else expect(x).toBe(1.5);
     });
 
+    it('keeps a member named __proto__ as an own member, as JSON.parse does, never as the prototype', async () => {
+      writeFileSync(path.join(tmp, 'proto.json'), '{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"p","__proto__":{"gender":"male"}}}]}');
+      const [patient] = resources(await collect([path.join(tmp, 'proto.json')], modeOptions)) as unknown as Record<string, unknown>[];
+      expect(Object.getPrototypeOf(patient)).toBe(Object.prototype);
+      expect(patient!.gender).toBeUndefined();
+      expect(Object.keys(patient!)).toEqual(['resourceType', 'id', '__proto__']);
+    });
+
     it('rejects bytes that are not UTF-8 as INVALID_UTF8 with their line: the ndjson line, or the rest of a Bundle; the rest is read', async () => {
       const bad = Buffer.from([0xff, 0xfe]);
       writeFileSync(
