@@ -42,6 +42,22 @@ const visitsSource: SourceDeclaration = {
   },
 };
 
+/** A source whose query would change the database: a sequence's nextval, and the transaction's read-only flag. */
+const writingSource: SourceDeclaration = {
+  name: 'test-writing',
+  description: 'advances a sequence (test only)',
+  columns: { n: 'keep', read_only: 'keep' },
+  query: () => ({ sql: `select nextval('test_counter') as n, current_setting('transaction_read_only') as read_only`, bindings: [] }),
+};
+
+/** The transaction's read-only flag, as a source. */
+const readOnlySource: SourceDeclaration = {
+  name: 'test-read-only',
+  description: 'the read-only flag of the export transaction (test only)',
+  columns: { read_only: 'keep' },
+  query: () => ({ sql: `select current_setting('transaction_read_only') as read_only`, bindings: [] }),
+};
+
 describe.each(BACKENDS)('computed export sources on %s', (backend) => {
   const ctx = useTestDatabase(backend);
 
@@ -61,7 +77,7 @@ describe.each(BACKENDS)('computed export sources on %s', (backend) => {
         signal: new AbortController().signal,
         cwd: ctx.test.tmp,
         now: () => now,
-        extraSources: [visitsSource],
+        extraSources: [visitsSource, writingSource, readOnlySource],
       },
     );
     return { csv, result, ledger };
@@ -115,6 +131,15 @@ describe.each(BACKENDS)('computed export sources on %s', (backend) => {
   it('a bad parameter is the query’s own usage error', async () => {
     await seed();
     await expect(exportVisits({ params: { by: 'patient' } })).rejects.toThrow(/--by must be department or clinician/);
+  });
+
+  it('reads in a READ ONLY transaction: the flag is on and a query that writes fails, changing nothing', async () => {
+    const flag = await exportVisits({ source: 'test-read-only' });
+    expect(flag.csv).toBe('read_only\r\non\r\n');
+    await ctx.db.knex.raw('create sequence test_counter');
+    await expect(exportVisits({ source: 'test-writing' })).rejects.toThrow(/read-only transaction/);
+    const { rows } = await ctx.db.knex.raw<{ rows: { last_value: string; is_called: boolean }[] }>('select last_value, is_called from test_counter');
+    expect(rows[0]).toMatchObject({ is_called: false });
   });
 
   it('refuses computed-source flags and --chart for a table (exit 2)', async () => {

@@ -12,6 +12,8 @@ import type { Lang } from '../i18n/catalogue.js';
 import { appointmentMessage } from '../i18n/appointments.js';
 import { mapAppointment, mapPatient, type AppointmentRow, type Issue, type Mapped, type PatientRow } from '../mappers/appointments.js';
 import { detectExportKind, readExportRecords, type ExportKind } from '../readers/appointment-export.js';
+import { ReasonCodes } from '../readers/fhir-files.js';
+import { MAX_JSON_DEPTH } from '../readers/json-limits.js';
 import { markMissed, writeAppointments, writePatients, type WriteContext } from '../writers/appointments.js';
 import { parseOffsetTimestamp, type ReasonCode } from './rules.js';
 
@@ -125,7 +127,9 @@ async function ingest(options: IngestOptions, deps: IngestDeps): Promise<IngestS
     const detected = await detectExportKind(file);
     summary.files.push({ file, kind: detected.kind });
     if (detected.kind === 'patients' || detected.kind === 'appointments') byKind[detected.kind].push(file);
-    else if (detected.kind === 'invalid') {
+    else if (detected.kind === 'invalid' && detected.reasonCode === ReasonCodes.INVALID_UTF8) {
+      await reject([{ source: file, line: detected.line, reasonCode: ReasonCodes.INVALID_UTF8, message: appointmentMessage(lang, 'INVALID_UTF8', { line: detected.line ?? 1 }) }]);
+    } else if (detected.kind === 'invalid') {
       await reject([{ source: file, reasonCode: 'FILE_INVALID', message: appointmentMessage(lang, 'FILE_INVALID', { detail: detected.detail }) }]);
     } else if (detected.kind === 'unknown') {
       await reject([{ source: file, entry: 0, reasonCode: 'FILE_KIND_UNKNOWN', message: appointmentMessage(lang, 'FILE_KIND_UNKNOWN') }]);
@@ -167,6 +171,16 @@ async function ingest(options: IngestOptions, deps: IngestDeps): Promise<IngestS
   const loadFile = async (file: string, kind: ExportKind) => {
     let batch: SourceRecord[] = [];
     for await (const item of readExportRecords(file, options.signal)) {
+      if (item.kind === 'invalid' && item.reasonCode === ReasonCodes.TOO_DEEP) {
+        ledger.add({ read: 1 });
+        await reject([{ source: file, entry: item.entry, reasonCode: ReasonCodes.TOO_DEEP, message: appointmentMessage(lang, 'TOO_DEEP', { limit: MAX_JSON_DEPTH }) }]);
+        continue;
+      }
+      if (item.kind === 'invalid' && item.reasonCode === ReasonCodes.INVALID_UTF8) {
+        const line = item.line ?? 1;
+        await reject([{ source: file, line, reasonCode: ReasonCodes.INVALID_UTF8, message: appointmentMessage(lang, 'INVALID_UTF8', { line }) }]);
+        break;
+      }
       if (item.kind === 'invalid') {
         await reject([{ source: file, entry: item.entry, reasonCode: 'FILE_INVALID', message: appointmentMessage(lang, 'FILE_INVALID', { detail: item.detail }) }]);
         break;

@@ -20,6 +20,9 @@ export type ReasonCode =
   | 'RECORD_NOT_OBJECT'
   | 'FILE_KIND_UNKNOWN'
   | 'FILE_INVALID'
+  // the readers' codes (ReasonCodes in src/readers/fhir-files.ts), the same for every input
+  | 'TOO_DEEP'
+  | 'INVALID_UTF8'
   | 'PATIENT_UNKNOWN'
   | 'APPOINTMENT_CANCELLED_IS_FINAL';
 

@@ -4,7 +4,7 @@
  */
 import type { Writable } from 'node:stream';
 import type { Knex } from 'knex';
-import { stringify } from 'csv-stringify/sync';
+import { csvRecord } from '../writers/csv.js';
 import { setting, type Settings } from '../config.js';
 import { CarepipeError } from '../errors.js';
 import type { RetryEvent } from '../http/retry.js';
@@ -256,10 +256,8 @@ export async function runList(
   const rows = organizationWorkerRows(knex, { finess: options.finess });
   let organizations = 0;
   if (options.format === 'csv') {
-    await write(stringify([[...LIST_COLUMNS]]));
-    for await (const row of rows) {
-      await write(stringify([LIST_COLUMNS.map((c) => row[c])], { cast: { boolean: (b) => (b ? 'true' : 'false') } }));
-    }
+    await write(csvRecord(LIST_COLUMNS));
+    for await (const row of rows) await write(csvRecord(LIST_COLUMNS.map((c) => row[c])));
     return organizations;
   }
   if (options.format === 'json') {

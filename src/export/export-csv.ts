@@ -8,7 +8,7 @@ import type { Knex } from 'knex';
 import { parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
 import { CarepipeError, isCarepipeError } from '../errors.js';
 import { quoteIdent } from '../db/catalog.js';
-import type { RunLedger } from '../db/ledger.js';
+import type { RejectRecord, RunLedger } from '../db/ledger.js';
 import type { Reporter } from '../cli/output.js';
 import { readViewFile } from '../fhir/view/index.js';
 import { guardFormula, writeCsv, writeFileAtomically, type Cell, type CsvFormat } from '../writers/csv.js';
@@ -373,6 +373,8 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
 
   deps.reporter.start(`export-csv ${label}`);
   const read = await ReadTransaction.begin(deps.knex, { timezone: options.timezone });
+  // The read transaction is read only: rejects are kept here and written once it has ended.
+  const rejects: RejectRecord[] = [];
   let ok = false;
   try {
     const progress = progressCounter(deps.reporter, label);
@@ -388,17 +390,13 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
               viewRows = view.evaluate(parseLossless(text!));
             } catch (err) {
               if (!isCarepipeError(err) || err.code !== 'RECORD_INVALID') throw err;
-              // The rest goes on; the reject is written in the read transaction, kept when it commits.
-              await deps.ledger.reject(
-                {
-                  source: 'fhir_resources',
-                  recordKey: `${view.resource}/${id}`,
-                  field: err.context.field,
-                  reasonCode: 'RECORD_INVALID',
-                  message: `${label}: ${err.message}`,
-                },
-                read.trx,
-              );
+              rejects.push({
+                source: 'fhir_resources',
+                recordKey: `${view.resource}/${id}`,
+                field: err.context.field,
+                reasonCode: 'RECORD_INVALID',
+                message: `${label}: ${err.message}`,
+              });
               continue;
             }
             for (const viewRow of viewRows) {
@@ -419,5 +417,6 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
     return { source: label, profile: options.profile, rows: progress.rows, columns: header, output };
   } finally {
     await read.end(ok);
+    if (ok) await deps.ledger.rejectMany(rejects);
   }
 }

@@ -105,6 +105,8 @@ export class ReadTransaction {
   static async begin(knex: Knex, options: { timezone: string }): Promise<ReadTransaction> {
     const trx = await knex.transaction();
     try {
+      // An export only reads: a source whose SQL would write (or a bug) fails instead of changing data.
+      await trx.raw('set transaction read only');
       await trx.raw(
         "select set_config('TimeZone', ?, true), set_config('DateStyle', 'ISO, YMD', true), set_config('IntervalStyle', 'iso_8601', true)",
         [options.timezone],
@@ -158,7 +160,7 @@ export class ReadTransaction {
     this.cursorOpen = false;
   }
 
-  /** Ends the transaction: commit keeps what was written in it (rejects), rollback does not. */
+  /** Ends the transaction; it is read only, so committing or not changes nothing but the cursor's fate. */
   async end(commit: boolean): Promise<void> {
     if (this.trx.isCompleted()) return;
     if (commit && !this.cursorOpen) await this.trx.commit();

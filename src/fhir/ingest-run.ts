@@ -10,7 +10,7 @@ import { CarepipeError, formatLocation } from '../errors.js';
 import type { FileFingerprint } from '../readers/fhir-files.js';
 import { formatTable } from '../cli/output.js';
 import type { Reporter } from '../cli/output.js';
-import { ensureFlatTable } from '../writers/flat-table.js';
+import { ensureFlatTable, refuseReservedTableName } from '../writers/flat-table.js';
 import { ensureHistory } from '../db/history.js';
 import { ensureCodingsExtras } from './codings.js';
 import type { FhirItem } from './input.js';
@@ -84,6 +84,8 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
   let skipped = 0;
   let serverSource: ServerSource | undefined;
   try {
+    // Every name is checked before any table is created, so a refused --view leaves nothing behind.
+    for (const table of tables) await refuseReservedTableName(q, table.table);
     let created = false;
     for (const table of tables) {
       created = (await ensureFlatTable(q, table)) === 'created' || created;

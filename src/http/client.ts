@@ -3,6 +3,7 @@
  * the retry layer. Used by every remote reader; they add authentication and parsing on top.
  */
 import { CarepipeError } from '../errors.js';
+import { exceedsJsonDepth, tooDeepMessage } from '../readers/json-limits.js';
 import { parseRetryAfter, RetryableError, withRetry, type RetryOptions } from './retry.js';
 
 export interface HttpResponse {
@@ -107,9 +108,15 @@ export async function request<T = HttpResponse>(
 
 /** Parse a JSON body; a cut or malformed body is a retryable failure, never data. */
 export function parseJsonBody<T = unknown>(response: HttpResponse): T {
+  let body: unknown;
   try {
-    return JSON.parse(response.text) as T;
+    body = JSON.parse(response.text);
   } catch {
     throw new RetryableError('malformed JSON body', response.status);
   }
+  // What reads the body next may recurse: the readers' depth limit holds for every source.
+  if (exceedsJsonDepth(body)) {
+    throw new CarepipeError('SOURCE_FAILED', `${safeUrl(response.url)} answered ${tooDeepMessage()}`, { url: safeUrl(response.url) });
+  }
+  return body as T;
 }

@@ -71,6 +71,14 @@ export const appointmentMessages = defineCatalogue<MessageKey>({
     en: 'the file is not a JSON array of records: {detail}',
     fr: "le fichier n'est pas un tableau JSON d'enregistrements : {detail}",
   },
+  TOO_DEEP: {
+    en: 'the record nests objects and arrays more than {limit} levels deep',
+    fr: "l'enregistrement imbrique objets et tableaux sur plus de {limit} niveaux",
+  },
+  INVALID_UTF8: {
+    en: 'the file is not valid UTF-8 on line {line}: the rest of the file is not read',
+    fr: "le fichier n'est pas en UTF-8 valide à la ligne {line} : la suite du fichier n'est pas lue",
+  },
   PATIENT_UNKNOWN: {
     en: 'the patient is not known yet; the appointment is kept and retried when the patient arrives',
     fr: "le patient n'est pas encore connu ; le rendez-vous est conservé et réessayé à l'arrivée du patient",

@@ -11,6 +11,7 @@ import { safeUrl } from '../http/client.js';
 import { backoffMs, DEFAULT_RETRY, RetryableError } from '../http/retry.js';
 import type { FhirItem } from '../fhir/input.js';
 import { ReasonCodes } from './fhir-files.js';
+import { exceedsJsonDepth, tooDeepMessage } from './json-limits.js';
 import { readLines } from './ndjson.js';
 import { classify, emptyServerStats, HttpStatusError, interruptedError, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
 import { normalizeBaseUrl, searchCheckpointKey, type SearchState } from './fhir-search.js';
@@ -58,13 +59,21 @@ function sleepFor(ms: number, signal?: AbortSignal): Promise<void> {
 
 /** ndjson bytes → items, through the file readers' line reader; unreadable lines become invalid items with their reason codes. */
 export async function* readNdjsonLines(input: Readable, source: string, signal?: AbortSignal): AsyncGenerator<FhirItem> {
-  for await (const { line, text } of readLines(input, { signal })) {
+  for await (const { line, text, invalidUtf8 } of readLines(input, { signal })) {
+    if (invalidUtf8) {
+      yield { kind: 'invalid', source, line, reasonCode: ReasonCodes.INVALID_UTF8, message: `invalid UTF-8 on line ${line}: the line is not read` };
+      continue;
+    }
     if (!text.trim()) continue;
     let value: { resourceType?: unknown; id?: unknown };
     try {
       value = JSON.parse(text) as typeof value;
     } catch (err) {
       yield { kind: 'invalid', source, line, reasonCode: ReasonCodes.INVALID_JSON, message: (err as Error).message, raw: text.slice(0, MAX_RAW) };
+      continue;
+    }
+    if (exceedsJsonDepth(value)) {
+      yield { kind: 'invalid', source, line, reasonCode: ReasonCodes.TOO_DEEP, message: tooDeepMessage(), raw: text.slice(0, MAX_RAW) };
       continue;
     }
     const problem =

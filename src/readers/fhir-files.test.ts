@@ -344,3 +344,77 @@ describe('readFhirFiles inputs', () => {
     expect(invalids(items)).toEqual([expect.objectContaining({ entry: 2, reasonCode: 'UNSUPPORTED_DELETE', field: 'request.url' })]);
   });
 });
+
+/** JSON text nesting `levels` arrays and objects, alternately, around a string (written as text: JSON.stringify recurses). */
+function nestedText(levels: number): string {
+  let open = '';
+  let close = '';
+  for (let i = 0; i < levels; i++) {
+    open += i % 2 === 0 ? '[' : '{"x":';
+    close = (i % 2 === 0 ? ']' : '}') + close;
+  }
+  return `${open}"leaf"${close}`;
+}
+
+/** A Patient `depth` levels deep in all, itself level 1. */
+const deepPatient = (id: string, depth: number) => `{"resourceType":"Patient","id":"${id}","extension":${nestedText(depth - 1)}}`;
+
+describe.each([...MODES, ['lossless, streamed', { memoryLimit: 0, numbers: 'lossless' }], ['lossless, in memory', { numbers: 'lossless' }]] as const)(
+  'readFhirFiles limits (%s)',
+  (_mode, modeOptions) => {
+    it('rejects JSON nested more than 256 levels as TOO_DEEP, in a Bundle entry, a .json and an ndjson line, and reads on', async () => {
+      writeFileSync(
+        path.join(tmp, 'a-bundle.json'),
+        `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"b1"}},{"resource":${deepPatient('deep1', 5000)}},{"resource":{"resourceType":"Patient","id":"b2","x":1.50}}]}`,
+      );
+      writeFileSync(path.join(tmp, 'b-deep.json'), deepPatient('deep2', 5000));
+      writeFileSync(path.join(tmp, 'c-lines.ndjson'), ['{"resourceType":"Patient","id":"n1"}', deepPatient('deep3', 5000), deepPatient('at256', 256), deepPatient('at257', 257)].join('\n') + '\n');
+      const items = await collect([tmp], modeOptions);
+      expect(invalids(items).map((i) => [path.basename(i.source), i.line ?? null, i.entry ?? null, i.reasonCode])).toEqual([
+        ['a-bundle.json', null, 1, 'TOO_DEEP'],
+        ['b-deep.json', null, null, 'TOO_DEEP'],
+        ['c-lines.ndjson', 2, null, 'TOO_DEEP'],
+        ['c-lines.ndjson', 4, null, 'TOO_DEEP'],
+      ]);
+      expect(invalids(items)[0]!.message).toBe('JSON nested more than 256 levels deep');
+      expect(keys(items)).toEqual(['Patient/b1', 'Patient/b2', 'Patient/n1', 'Patient/at256']);
+      // The entry next to one too deep keeps its decimal's digits when read lossless.
+      const x = (resources(items).find((r) => r.id === 'b2') as unknown as { x: unknown }).x;
+      if ('numbers' in modeOptions) expect(isLosslessNumber(x) && x.toString()).toBe('1.50');
+      else expect(x).toBe(1.5);
+    });
+
+    it('keeps a member named __proto__ as an own member, as JSON.parse does, never as the prototype', async () => {
+      writeFileSync(path.join(tmp, 'proto.json'), '{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"p","__proto__":{"gender":"male"}}}]}');
+      const [patient] = resources(await collect([path.join(tmp, 'proto.json')], modeOptions)) as unknown as Record<string, unknown>[];
+      expect(Object.getPrototypeOf(patient)).toBe(Object.prototype);
+      expect(patient!.gender).toBeUndefined();
+      expect(Object.keys(patient!)).toEqual(['resourceType', 'id', '__proto__']);
+    });
+
+    it('rejects bytes that are not UTF-8 as INVALID_UTF8 with their line: the ndjson line, or the rest of a Bundle; the rest is read', async () => {
+      const bad = Buffer.from([0xff, 0xfe]);
+      writeFileSync(
+        path.join(tmp, 'a-lines.ndjson'),
+        Buffer.concat([Buffer.from('{"resourceType":"Patient","id":"u1"}\n{"resourceType":"Patient","id":"u2","gender":"m'), bad, Buffer.from('"}\n{"resourceType":"Patient","id":"u3","name":[{"family":"Ngô"}]}\n')]),
+      );
+      writeFileSync(
+        path.join(tmp, 'b-bundle.json'),
+        Buffer.concat([Buffer.from('{"resourceType":"Bundle","type":"collection","entry":[\n{"resource":{"resourceType":"Patient","id":"v1"}},\n{"resource":{"resourceType":"Patient","id":"v2","gender":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}}]}\n')]),
+      );
+      writeFileSync(path.join(tmp, 'c-last.ndjson'), '{"resourceType":"Patient","id":"last"}\n');
+      writeFileSync(path.join(tmp, 'd-last.json.gz'), gzipSync(Buffer.concat([Buffer.from('{"resourceType":"Patient",\n"id":"gz"'), bad, Buffer.from('}')])));
+      const items = await collect([tmp], modeOptions);
+      expect(invalids(items).map((i) => [path.basename(i.source), i.line ?? null, i.reasonCode])).toEqual([
+        ['a-lines.ndjson', 2, 'INVALID_UTF8'],
+        ['b-bundle.json', 3, 'INVALID_UTF8'],
+        ['d-last.json.gz', 2, 'INVALID_UTF8'],
+      ]);
+      expect(invalids(items)[0]!.message).toBe('invalid UTF-8 on line 2: the line is not read');
+      // The Bundle's entries before its bad line are read, as they are from a large Bundle streamed.
+      expect(keys(items)).toEqual(['Patient/u1', 'Patient/u3', 'Patient/v1', 'Patient/last']);
+      expect(resources(items).find((r) => r.id === 'u3')).toEqual({ resourceType: 'Patient', id: 'u3', name: [{ family: 'Ngô' }] });
+      expect(JSON.stringify(resources(items))).not.toContain('\ufffd');
+    });
+  },
+);

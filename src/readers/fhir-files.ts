@@ -16,6 +16,7 @@
  * - After each file, a `checkpoint` item `{ key: 'file:' + absolute path, state: { path, size, sha256 } }`;
  *   `skip(fingerprint)` lets the caller pass over files it already loaded (fingerprinted before reading).
  */
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -29,6 +30,7 @@ import { isLosslessNumber, parse as parseLossless, stringify as stringifyLossles
 import type { FhirResource } from 'fhir/r4.js';
 import type { FhirItem, Origin } from '../fhir/input.js';
 import { expandInputs, type InputFile } from './inputs.js';
+import { exceedsJsonDepth, exceedsJsonTextDepth, invalidUtf8Line, tooDeepMessage, Utf8Check } from './json-limits.js';
 import { jsonEvents } from './json-stream.js';
 import { readLines, splitLines } from './ndjson.js';
 
@@ -71,6 +73,10 @@ export const ReasonCodes = {
   INVALID_ID: 'INVALID_ID',
   UNRESOLVED_REFERENCE: 'UNRESOLVED_REFERENCE',
   UNSUPPORTED_DELETE: 'UNSUPPORTED_DELETE',
+  /** Objects and arrays nested deeper than MAX_JSON_DEPTH (json-limits.ts). */
+  TOO_DEEP: 'TOO_DEEP',
+  /** Bytes that are not UTF-8: that ndjson line, or a JSON document from that line on, is not read. */
+  INVALID_UTF8: 'INVALID_UTF8',
 } as const;
 
 const DEFAULT_MEMORY_LIMIT = 16 * 1024 * 1024;
@@ -179,12 +185,19 @@ class ContentReader {
     private readonly options: ReadFhirFilesOptions,
   ) {
     this.lossless = options.numbers === 'lossless';
-    this.parse = this.lossless ? (text) => (mayLoseDigits(text) ? parseLossless(text) : JSON.parse(text)) : (text) => JSON.parse(text);
+    // lossless-json recurses: text nested too deep goes to JSON.parse (which does not), to be rejected as TOO_DEEP.
+    this.parse = this.lossless
+      ? (text) => (mayLoseDigits(text) && !exceedsJsonTextDepth(text) ? parseLossless(text) : JSON.parse(text))
+      : (text) => JSON.parse(text);
     this.memoryLimit = options.memoryLimit ?? DEFAULT_MEMORY_LIMIT;
   }
 
   async *read(): AsyncGenerator<FhirItem> {
     const text = await this.readSmall();
+    if (Buffer.isBuffer(text)) {
+      yield* this.invalidUtf8Items(text);
+      return;
+    }
     if (typeof text === 'object') {
       yield text.invalid;
       return;
@@ -196,6 +209,11 @@ class ContentReader {
           const item = this.lineItem(lineText, line);
           if (item) yield item;
         }
+        return;
+      }
+      // One entry too deep would send the whole text to JSON.parse, losing every entry's digits: stream it.
+      if (this.lossless && mayLoseDigits(text) && exceedsJsonTextDepth(text)) {
+        yield* this.streamDocument();
         return;
       }
       let document: unknown;
@@ -215,8 +233,8 @@ class ContentReader {
       return;
     }
     if (classify(head, false, this.file) === 'ndjson') {
-      for await (const { line, text: lineText } of readLines(this.open(), { signal: this.options.signal })) {
-        const item = this.lineItem(lineText, line);
+      for await (const { line, text: lineText, invalidUtf8 } of readLines(this.open(), { signal: this.options.signal })) {
+        const item = invalidUtf8 ? this.invalidUtf8Item(line) : this.lineItem(lineText, line);
         if (item) yield item;
       }
       return;
@@ -224,30 +242,71 @@ class ContentReader {
     yield* this.streamDocument();
   }
 
-  /** The whole decoded text when the file is small enough, undefined when it must be streamed. */
-  private async readSmall(): Promise<string | undefined | { invalid: FhirItem }> {
+  /**
+   * The items of a file read whole whose bytes are not all UTF-8: as ndjson, every line on its own (the
+   * bad ones rejected); a JSON document is streamed, as a large one is, up to its bad line.
+   */
+  private async *invalidUtf8Items(bytes: Buffer): AsyncGenerator<FhirItem> {
+    if (classify(bytes.toString('utf8'), true, this.file) !== 'ndjson') {
+      yield* this.streamDocument();
+      return;
+    }
+    let line = 0;
+    for (let start = 0; start <= bytes.length; ) {
+      const nl = bytes.indexOf(0x0a, start);
+      const end = nl === -1 ? bytes.length : nl;
+      if (nl === -1 && start === end) break;
+      const lineBytes = bytes.subarray(start, end);
+      line++;
+      const item = invalidUtf8Line(lineBytes) !== undefined ? this.invalidUtf8Item(line) : this.lineItem(lineBytes.toString('utf8').replace(/\r$/, ''), line);
+      if (item) yield item;
+      start = end + 1;
+    }
+  }
+
+  private invalidUtf8Item(line: number): FhirItem {
+    return this.invalid({ line }, 'INVALID_UTF8', `invalid UTF-8 on line ${line}: the line is not read`);
+  }
+
+  /**
+   * The whole decoded text when the file is small enough, undefined when it must be streamed; its bytes
+   * when they are not all UTF-8.
+   */
+  private async readSmall(): Promise<string | undefined | Buffer | { invalid: FhirItem }> {
+    let bytes: Buffer;
     if (this.scan.gzip) {
       if (this.scan.size > this.memoryLimit / 4) return undefined;
       const compressed = await readFile(this.file);
       try {
-        return gunzipSync(compressed, { maxOutputLength: Math.max(1, this.memoryLimit) }).toString('utf8');
+        bytes = gunzipSync(compressed, { maxOutputLength: Math.max(1, this.memoryLimit) });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return undefined;
         return { invalid: this.invalid({}, 'INVALID_GZIP', `not a valid gzip file: ${(err as Error).message}`) };
       }
+    } else {
+      if (this.scan.size > this.memoryLimit) return undefined;
+      bytes = await readFile(this.file);
     }
-    if (this.scan.size > this.memoryLimit) return undefined;
-    return readFile(this.file, 'utf8');
+    return isUtf8(bytes) ? bytes.toString('utf8') : bytes;
   }
 
-  /** The decoded byte stream of the file. */
-  private open(): Readable {
+  /**
+   * The decompressed byte stream of the file; through `check` when given, which stops it at the first
+   * line that is not UTF-8 (for a JSON document; ndjson lines are checked one by one).
+   */
+  private open(check?: Utf8Check): Readable {
     const raw = createReadStream(this.file, { highWaterMark: 1 << 20 });
-    if (!this.scan.gzip) return raw;
-    const gunzip = createGunzip();
-    raw.on('error', (err) => gunzip.destroy(err));
-    gunzip.on('close', () => raw.destroy());
-    return raw.pipe(gunzip);
+    let bytes: Readable = raw;
+    if (this.scan.gzip) {
+      const gunzip = createGunzip();
+      raw.on('error', (err) => gunzip.destroy(err));
+      gunzip.on('close', () => raw.destroy());
+      bytes = raw.pipe(gunzip);
+    }
+    if (!check) return bytes;
+    bytes.on('error', (err) => check.destroy(err));
+    check.on('close', () => bytes.destroy());
+    return bytes.pipe(check);
   }
 
   /** The first lines of a streamed file, enough to tell ndjson from a JSON document. */
@@ -289,8 +348,16 @@ class ContentReader {
     const signal = this.options.signal;
     const refs = this.scan.mayHaveUrnUuid ? new FullUrls() : undefined;
     const spill = new Spill(this.lossless);
+    const check = new Utf8Check();
+    // The text stops early at bytes that are not UTF-8: say that, not that the JSON is cut.
+    let utf8Reported = false;
+    const utf8Invalid = (entry: number | undefined) => {
+      utf8Reported = true;
+      const line = check.failure!.context.line!;
+      return this.invalid({ line, ...(entry !== undefined ? { entry } : {}) }, 'INVALID_UTF8', `invalid UTF-8 on line ${line}: the rest of the file is not read`);
+    };
     try {
-      for await (const event of jsonEvents(this.open(), { lossless: this.lossless, signal })) {
+      for await (const event of jsonEvents(this.open(check), { lossless: this.lossless, signal })) {
         switch (event.type) {
           case 'entry': {
             refs?.add(event.entry);
@@ -303,12 +370,14 @@ class ContentReader {
             yield* this.documentItems(event.value, {});
             break;
           case 'error':
-            yield this.invalid(event.entry !== undefined ? { entry: event.entry } : {}, 'INVALID_JSON', `invalid JSON: ${event.message}`);
+            if (check.failure) yield utf8Invalid(event.entry);
+            else yield this.invalid(event.entry !== undefined ? { entry: event.entry } : {}, 'INVALID_JSON', `invalid JSON: ${event.message}`);
             break;
           case 'bundleEnd':
             break;
         }
       }
+      if (check.failure && !utf8Reported) yield utf8Invalid(undefined);
       for await (const { index, entry } of spill.entries(this.parse)) {
         const item = this.entryItem(entry, index, refs, false);
         if (item && item !== DEFER) yield item;
@@ -372,6 +441,8 @@ class ContentReader {
    * the JSON `value` was parsed from, is handed on when no reference can be rewritten in `value`.
    */
   private resourceItem(value: unknown, origin: Partial<Origin>, refs: FullUrls | undefined, defer = false, text?: string): FhirItem | typeof DEFER {
+    // Before anything walks it: what comes after the reader may recurse.
+    if (exceedsJsonDepth(value)) return this.invalid(origin, 'TOO_DEEP', tooDeepMessage(), undefined, text);
     if (!isObject(value)) {
       return this.invalid(origin, 'NOT_A_RESOURCE', `expected a FHIR resource (a JSON object), got ${Array.isArray(value) ? 'an array' : typeof value}`, undefined, this.raw(value));
     }

@@ -10,6 +10,8 @@ import type { Bundle, FhirResource } from 'fhir/r4.js';
 import { CarepipeError } from '../errors.js';
 import { safeUrl } from '../http/client.js';
 import type { FhirItem } from '../fhir/input.js';
+import { ReasonCodes } from './fhir-files.js';
+import { exceedsJsonDepth, tooDeepMessage } from './json-limits.js';
 import { emptyServerStats, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
 
 /** What is remembered per server and type between runs (table fhir_sync_state). */
@@ -107,6 +109,10 @@ export async function* readFhirSearch(options: SearchReaderOptions): AsyncGenera
         const entry = entries[i];
         if (entry.search?.mode && entry.search.mode !== 'match') continue;
         const resource = entry.resource;
+        if (exceedsJsonDepth(resource)) {
+          yield { kind: 'invalid', source, entry: i, reasonCode: ReasonCodes.TOO_DEEP, message: tooDeepMessage(), field: 'entry.resource' };
+          continue;
+        }
         if (!resource || typeof resource !== 'object' || !resource.resourceType || typeof resource.id !== 'string' || !resource.id) {
           yield { kind: 'invalid', source, entry: i, reasonCode: 'RESOURCE_INVALID', message: 'search entry without a resource with resourceType and id', field: 'entry.resource', raw: JSON.stringify(entry).slice(0, 10_000) };
           continue;

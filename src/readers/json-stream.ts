@@ -80,6 +80,9 @@ export async function* jsonEvents(input: Readable, options: JsonStreamOptions = 
       push({ type: 'entry', index: entryIndex++, entry: value, bundle: topIndex });
     } else if (Array.isArray(parent)) {
       parent.push(value);
+    } else if (key === '__proto__') {
+      // As JSON.parse does: an own member, not the object's prototype.
+      Object.defineProperty(parent, key, { value, enumerable: true, writable: true, configurable: true });
     } else {
       (parent as Record<string, unknown>)[key as string] = value;
     }

@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import type { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { stringify } from 'csv-stringify';
+import { stringify as stringifySync } from 'csv-stringify/sync';
 
 /** A cell: text, or null for a SQL NULL (written as an empty, unquoted field). */
 export type Cell = string | null;
@@ -48,6 +49,17 @@ const FORMULA_START = new Set(['=', '+', '-', '@', '\t', '\r']);
  */
 export function guardFormula(cell: string): string {
   return cell.length > 0 && FORMULA_START.has(cell[0]!) ? `'${cell}` : cell;
+}
+
+/**
+ * One CSV record as text, for output written a row at a time (`view run`, `directory-lookup list`):
+ * text cells go through guardFormula like every export; numbers and booleans are written as they are,
+ * so a number `-3.5` stays a number. Dates as ISO 8601.
+ */
+export function csvRecord(cells: readonly unknown[]): string {
+  return stringifySync([cells.map((cell) => (typeof cell === 'string' ? guardFormula(cell) : cell))], {
+    cast: { boolean: (b) => String(b), date: (d) => d.toISOString() },
+  });
 }
 
 /**

@@ -49,11 +49,35 @@ export async function existingColumns(knex: Knex | Knex.Transaction, table: stri
   return result.rows.map((r) => ({ name: r.column_name, dataType: r.data_type }));
 }
 
+/** Names Postgres keeps for itself: a table named so is shadowed by, or mistaken for, a system one. */
+const SYSTEM_NAME = /^(pg_|sql_)|^information_schema$/i;
+
+/**
+ * Refuses (exit 2) a flat table named like a system table or like a relation of the schema that is not a
+ * flat table: carepipe's own tables (those its migrations create: runs, rejects, fhir_resources, …, and
+ * knex's own), or anything else a user keeps there. The schema is the list, so a table a later migration
+ * adds is covered without being named here.
+ */
+export async function refuseReservedTableName(knex: Knex | Knex.Transaction, table: string): Promise<void> {
+  const refuse = (what: string) => {
+    throw new CarepipeError('VIEW_INVALID', `the view name '${table}' is ${what}: give the view another name`, { field: 'name', table });
+  };
+  if (SYSTEM_NAME.test(table)) refuse('reserved for system tables (pg_*, sql_*, information_schema)');
+  const result = await knex.raw<{ rows: { flat: boolean }[] }>(
+    `select exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = ? and not a.attisdropped) as flat
+       from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where c.relname = ? and n.nspname = current_schema() and c.relkind in ('r', 'p', 'v', 'm', 'f')`,
+    [RECORD_ID_COLUMN, table],
+  );
+  if (result.rows.some((r) => !r.flat)) refuse('a carepipe table (or another table of the database) that is not a view table');
+}
+
 /**
  * Creates the table of `spec` when it is missing; when it exists, checks it has exactly the spec's
  * columns and types, and refuses (exit 2) otherwise: rows of two different shapes must never share a table.
  */
 export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: TableSpec): Promise<'created' | 'exists'> {
+  await refuseReservedTableName(knex, spec.table);
   const existing = await existingColumns(knex, spec.table);
   if (existing.length === 0) {
     await knex.schema.createTable(spec.table, (t) => {

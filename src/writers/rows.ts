@@ -6,8 +6,8 @@
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
-import { stringify } from 'csv-stringify/sync';
 import { formatTable } from '../cli/output.js';
+import { csvRecord } from './csv.js';
 
 export type RowFormat = 'ndjson' | 'csv' | 'table';
 export const ROW_FORMATS: readonly RowFormat[] = ['ndjson', 'csv', 'table'];
@@ -40,7 +40,7 @@ export function rowWriter(format: RowFormat, columns: readonly RowColumn[], out:
       };
     case 'csv': {
       let header = true;
-      const line = (cells: unknown[]) => stringify([cells], { cast: { boolean: (b) => String(b), date: (d) => d.toISOString() } });
+      const line = csvRecord;
       return {
         write: async (row) => {
           if (header) {

@@ -197,3 +197,27 @@ describe('generated iterators give the items the closures give', () => {
     });
   }
 });
+
+describe('names every JavaScript object inherits', () => {
+  // toString() is a FHIRPath function of its own, so only the member is tested for it.
+  const inherited = ['constructor', '__proto__', 'hasOwnProperty', 'valueOf', 'toString'];
+
+  for (const name of inherited) {
+    it(`member ${name} is absent in the closures and the generated rows${name === 'toString' ? '' : `, and ${name}() is an unknown function`}`, () => {
+      for (const path of [name, `code.${name}`, `code.coding.first().${name}`, `${name}.ofType(string)`, `code.where(true).${name}`]) {
+        for (const resource of observations) {
+          expect(compileFhirPath(path).evaluate([resource], { resource, rowIndex: 0 }), path).toEqual([]);
+          for (const [collection, sqlType] of [[true, 'jsonb'], [false, 'text']] as const) {
+            expect(actual(path, resource, collection, sqlType), `${path} ${sqlType}`).toEqual(collection ? [] : null);
+          }
+        }
+        const each = compileView({ resourceType: 'ViewDefinition', resource: 'Observation', select: [{ forEach: path, column: [{ name: 'id', path: 'id' }] }] });
+        expect(each.evaluate(observations[0]), `forEach ${path}`).toEqual([]);
+      }
+      if (name === 'toString') return;
+      expect(() => compileFhirPath(`${name}()`)).toThrow(`unknown function '${name}'`);
+      expect(() => compileFhirPath(`code.${name}()`)).toThrow(`unknown function '${name}'`);
+      expect(() => compileFhirPath(`%${name}`)).toThrow(`unknown constant '%${name}'`);
+    });
+  }
+});

@@ -21,6 +21,7 @@ import {
   bareTypeName,
   choiceKey,
   choiceValue,
+  INHERITED_NAMES,
   MANY_ITEMS,
   NO_ITEM,
   pathMember,
@@ -315,6 +316,7 @@ class PathCode {
    * none: no object, a LosslessNumber for names it has itself, null), the choice search included.
    */
   protected child(from: string, m: PathMember): string {
+    if (m.inherited) return this.local('undefined');
     const lossless = m.checkLossless ? ` && !isLosslessNumber(${from})` : '';
     const key = JSON.stringify(m.name);
     const v = this.local(`${from} !== null && typeof ${from} === 'object'${lossless} ? ${from}[${key}] : undefined`);
@@ -324,6 +326,7 @@ class PathCode {
 
   /** A test that `parent` has a `name` element that is not null (which ofType(T) would filter by type). */
   protected hasElement(parent: string, name: string): string {
+    if (INHERITED_NAMES.has(name)) return 'false';
     const key = JSON.stringify(name);
     return `${parent} !== null && typeof ${parent} === 'object' && ${parent}[${key}] !== undefined && ${parent}[${key}] !== null`;
   }

@@ -182,7 +182,7 @@ class ViewValidator {
     const valueKeys = Object.keys(obj).filter((k) => k.startsWith('value'));
     if (valueKeys.length !== 1) this.fail(location, `needs exactly one value[x] element, found ${valueKeys.length}`);
     const key = valueKeys[0]!;
-    const expected = CONSTANT_TYPES[key];
+    const expected = Object.hasOwn(CONSTANT_TYPES, key) ? CONSTANT_TYPES[key] : undefined;
     if (!expected) this.fail(`${location}.${key}`, 'not a constant type of SQL on FHIR');
     const v = obj[key];
     const ok =

@@ -133,9 +133,19 @@ const PRECEDENCE: string[][] = [
 ];
 const WORD_OPERATORS = new Set(['implies', 'or', 'xor', 'and', 'in', 'contains', 'is', 'as', 'div', 'mod']);
 
+const MAX_NESTING = 128;
+
 /** Parses a FHIRPath expression; throws FhirPathSyntaxError. */
 export function parseFhirPath(source: string): Node {
   const tokens = tokenize(source);
+  // The parser recurses once per bracket: a limit far beyond any real path keeps it off the stack's end.
+  let depth = 0;
+  for (const t of tokens) {
+    if (t.kind !== 'op') continue;
+    if (t.text === '(' || t.text === '[' || t.text === '{') depth++;
+    else if (t.text === ')' || t.text === ']' || t.text === '}') depth--;
+    if (depth > MAX_NESTING) throw new FhirPathSyntaxError(`brackets nested more than ${MAX_NESTING} deep`, t.position);
+  }
   let pos = 0;
   const peek = (): Token => tokens[pos]!;
   const next = (): Token => tokens[pos++]!;

@@ -174,8 +174,21 @@ function deepEqual(a: unknown, b: unknown): boolean {
   return ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
+/**
+ * Names every JavaScript object inherits (`constructor`, `__proto__`, `hasOwnProperty`, …). No FHIR
+ * element, function or constant is named so; read as `obj[name]` they would give JavaScript's own
+ * functions, so a member of such a name is absent and a function or constant unknown.
+ */
+export const INHERITED_NAMES: ReadonlySet<string> = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+/** `table[name]` when the table itself defines it, never what it inherits. */
+function ownEntry<T>(table: Record<string, T>, name: string): T | undefined {
+  return Object.hasOwn(table, name) ? table[name] : undefined;
+}
+
 /** Children named `name` of every item, flattened; a missing name may be a choice element. */
 function member(input: Collection, name: string): Collection {
+  if (INHERITED_NAMES.has(name)) return EMPTY;
   const out: unknown[] = [];
   for (const item of input) {
     if (item === null || typeof item !== 'object' || isLosslessNumber(item)) continue;
@@ -218,10 +231,17 @@ export interface PathMember {
   checkLossless: boolean;
   /** A choice element name (`value`): when missing, look for `value` + a type. */
   choice: boolean;
+  /** A name every object inherits (INHERITED_NAMES): the member is always absent. */
+  inherited: boolean;
 }
 
 export function pathMember(name: string): PathMember {
-  return { name, checkLossless: name === 'value' || name === 'isLosslessNumber' || name in LosslessNumber.prototype, choice: CHOICE_ELEMENTS.has(name) };
+  return {
+    name,
+    checkLossless: name === 'value' || name === 'isLosslessNumber' || name in LosslessNumber.prototype,
+    choice: CHOICE_ELEMENTS.has(name),
+    inherited: INHERITED_NAMES.has(name),
+  };
 }
 
 /**
@@ -246,7 +266,7 @@ export function pathSteps(node: Node): { steps: (string | null)[]; inner: Node |
 
 /** The child named `m` of one item, as member() reads it (undefined when there is none). */
 function childOf(item: unknown, m: PathMember): unknown {
-  if (item === null || typeof item !== 'object' || (m.checkLossless && isLosslessNumber(item))) return undefined;
+  if (item === null || typeof item !== 'object' || m.inherited || (m.checkLossless && isLosslessNumber(item))) return undefined;
   let v = (item as Record<string, unknown>)[m.name];
   if (v === undefined && m.choice) v = choiceValue(item as Record<string, unknown>, m.name);
   return v === null ? undefined : v;
@@ -846,6 +866,7 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
       if (receiver?.kind === 'member') {
         const parent = receiver.base ? c.compile(receiver.base).fn : identity;
         const name = receiver.name;
+        const inherited = INHERITED_NAMES.has(name);
         const choice = choiceKey(name, bare);
         const choiceMember = pathMember(choice);
         // On one item: its choice element, unless a list or a `name` element too make a collection.
@@ -855,7 +876,7 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
               const chosen = childOf(x, choiceMember);
               if (Array.isArray(chosen)) return MANY_ITEMS;
               if (x !== null && typeof x === 'object') {
-                const direct = (x as Record<string, unknown>)[name];
+                const direct = inherited ? undefined : (x as Record<string, unknown>)[name];
                 if (direct !== undefined && direct !== null) return MANY_ITEMS;
               }
               return chosen === undefined ? NO_ITEM : chosen;
@@ -874,7 +895,7 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
                 for (const e of chosen) if (e !== null && e !== undefined) out.push(e);
               } else if (chosen !== undefined) out = [chosen];
               if (item !== null && typeof item === 'object') {
-                const direct = (item as Record<string, unknown>)[name];
+                const direct = inherited ? undefined : (item as Record<string, unknown>)[name];
                 if (direct !== undefined && direct !== null) {
                   for (const v of Array.isArray(direct) ? direct : [direct]) if (isOfType(v, bare)) (out ??= []).push(v);
                 }
@@ -884,7 +905,7 @@ const FUNCTIONS: Record<string, FunctionSpec> = {
             const out = member(items, choice);
             for (const item of items) {
               if (item === null || typeof item !== 'object') continue;
-              const direct = (item as Record<string, unknown>)[name];
+              const direct = inherited ? undefined : (item as Record<string, unknown>)[name];
               if (direct === undefined || direct === null) continue;
               for (const v of Array.isArray(direct) ? direct : [direct]) if (isOfType(v, bare)) out.push(v);
             }
@@ -1177,7 +1198,7 @@ class Compiler {
     if (name === 'context') return { fn: (_input, ctx) => [ctx.resource] };
     const constant = this.constants.get(name);
     if (constant) return { fn: () => constant };
-    const system = CODE_SYSTEMS[name];
+    const system = ownEntry(CODE_SYSTEMS, name);
     if (system) return { fn: () => [system], type: 'string' };
     throw new FhirPathCompileError(`unknown constant '%${name}'`);
   }
@@ -1238,7 +1259,7 @@ class Compiler {
   }
 
   private call(node: Extract<Node, { kind: 'call' }>): Compiled {
-    const spec = FUNCTIONS[node.name];
+    const spec = ownEntry(FUNCTIONS, node.name);
     if (!spec) throw new FhirPathCompileError(`unknown function '${node.name}'`);
     if (node.args.length < spec.min || node.args.length > spec.max) {
       const expected = spec.min === spec.max ? `${spec.min}` : `${spec.min} to ${spec.max}`;

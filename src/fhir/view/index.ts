@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { CarepipeError } from '../../errors.js';
+import { exceedsJsonDepth, tooDeepMessage } from '../../readers/json-limits.js';
 import { planView, type ViewColumn } from './definition.js';
 import { rowEvaluator } from './evaluate.js';
 
@@ -54,5 +55,7 @@ export function readViewFile(file: string): { definition: unknown; view: Compile
   } catch (err) {
     throw new CarepipeError('VIEW_INVALID', `not JSON: ${(err as Error).message}`, { file });
   }
+  // Compiling walks the definition recursively.
+  if (exceedsJsonDepth(definition)) throw new CarepipeError('VIEW_INVALID', `${tooDeepMessage()}: not a ViewDefinition`, { file });
   return { definition, view: compileView(definition, { source: file }) };
 }

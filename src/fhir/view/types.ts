@@ -55,7 +55,8 @@ const ANSI_TYPES: Record<string, SqlType> = {
 
 /** SqlType of an `ansi/type` tag value, or undefined when carepipe cannot store that type. */
 export function sqlTypeOfAnsi(ansi: string): SqlType | undefined {
-  return ANSI_TYPES[ansi.replace(/\(.*\)\s*$/, '').trim().replace(/\s+/g, ' ').toUpperCase()];
+  const name = ansi.replace(/\(.*\)\s*$/, '').trim().replace(/\s+/g, ' ').toUpperCase();
+  return Object.hasOwn(ANSI_TYPES, name) ? ANSI_TYPES[name] : undefined;
 }
 
 /** The ANSI type names `ansi/type` accepts, for error messages. */
