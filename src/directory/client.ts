@@ -3,10 +3,11 @@
  * (503/429/timeouts/malformed bodies retried, Retry-After honoured). Knows nothing of Postgres.
  */
 import { CarepipeError, isCarepipeError } from '../errors.js';
-import { parseJsonBody, request, safeUrl, type HttpResponse } from '../http/client.js';
+import { parseJsonBody, request, type HttpResponse } from '../http/client.js';
 import type { RetryEvent } from '../http/retry.js';
 import type { DirectoryHit } from './normalise.js';
 import { buildSearchParams, searchUrl, type SearchOptions } from './query.js';
+import { maskUrl } from '../http/mask.js';
 
 export interface SearchPage {
   /** The request URL, safe to print. */
@@ -37,7 +38,7 @@ function parseSearchBody(response: HttpResponse): Omit<SearchPage, 'url'> {
     throw new CarepipeError(
       'SOURCE_FAILED',
       `the directory answered without search hits${message ? `: ${message}` : ''}`,
-      { url: safeUrl(response.url) },
+      { url: maskUrl(response.url) },
     );
   }
   const found = Number(hits.found ?? hits.hit.length);
@@ -73,7 +74,7 @@ export class DirectoryClient {
         headers: { accept: 'application/json' },
         parse: parseSearchBody,
       });
-      return { url: safeUrl(url), ...page };
+      return { url: maskUrl(url), ...page };
     } catch (err) {
       // CloudSearch answers 400 to a query it cannot parse (a raw --fq, a bad sort): the user's to fix.
       if (isCarepipeError(err) && err.code === 'SOURCE_FAILED' && err.context.status === 400) {

@@ -7,8 +7,9 @@
 import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { CarepipeError } from '../errors.js';
-import { describeBody, parseJsonBody, request, requestOnce, safeUrl } from '../http/client.js';
+import { describeBody, parseJsonBody, request, requestOnce } from '../http/client.js';
 import { withRetry, type RetryOptions } from '../http/retry.js';
+import { maskUrl } from '../http/mask.js';
 
 export type FhirAuthConfig =
   | { mode: 'none' }
@@ -126,7 +127,7 @@ class SmartBackendAuth implements FhirAuth {
     const url = `${this.baseUrl.replace(/\/$/, '')}/.well-known/smart-configuration`;
     const config = await request(url, { ...this.retry, headers: { accept: 'application/json' }, parse: (r) => parseJsonBody<{ token_endpoint?: string }>(r) });
     if (typeof config.token_endpoint !== 'string') {
-      throw new CarepipeError('SOURCE_FAILED', `${safeUrl(url)} names no token_endpoint: pass --smart-token-url`, { url: safeUrl(url) });
+      throw new CarepipeError('SOURCE_FAILED', `${maskUrl(url)} names no token_endpoint: pass --smart-token-url`, { url: maskUrl(url) });
     }
     this.tokenUrl = config.token_endpoint;
     return this.tokenUrl;
@@ -164,17 +165,17 @@ class SmartBackendAuth implements FhirAuth {
           passStatuses: [400, 401, 403],
           signal: this.retry.signal,
         }),
-      { ...this.retry, what: `POST ${safeUrl(tokenUrl)}` },
+      { ...this.retry, what: `POST ${maskUrl(tokenUrl)}` },
     );
     if (response.status !== 200) {
       throw new CarepipeError(
         'SOURCE_FAILED',
-        `SMART token request to ${safeUrl(tokenUrl)} refused (HTTP ${response.status})${describeBody(response.text).replace(/eyJ[\w-]+\.[\w-]+\.[\w-]+/g, '****')}`,
-        { url: safeUrl(tokenUrl), status: response.status },
+        `SMART token request to ${maskUrl(tokenUrl)} refused (HTTP ${response.status})${describeBody(response.text).replace(/eyJ[\w-]+\.[\w-]+\.[\w-]+/g, '****')}`,
+        { url: maskUrl(tokenUrl), status: response.status },
       );
     }
     const token = parseJsonBody<{ access_token?: string; expires_in?: number }>(response);
-    if (typeof token.access_token !== 'string') throw new CarepipeError('SOURCE_FAILED', `SMART token endpoint ${safeUrl(tokenUrl)} sent no access_token`, { url: safeUrl(tokenUrl) });
+    if (typeof token.access_token !== 'string') throw new CarepipeError('SOURCE_FAILED', `SMART token endpoint ${maskUrl(tokenUrl)} sent no access_token`, { url: maskUrl(tokenUrl) });
     this.accessToken = token.access_token;
     this.expiresAt = Date.now() + (typeof token.expires_in === 'number' ? token.expires_in : 300) * 1000;
     return this.accessToken;

@@ -3,6 +3,7 @@
  * the retry layer. Used by every remote reader; they add authentication and parsing on top.
  */
 import { CarepipeError } from '../errors.js';
+import { maskUrl } from './mask.js';
 import { parseRetryAfter, RetryableError, withRetry, type RetryOptions } from './retry.js';
 
 export interface HttpResponse {
@@ -28,21 +29,6 @@ export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || status >= 500;
 }
 
-/** A URL as it may appear in logs: no credentials, no query values that look like secrets. */
-export function safeUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    parsed.username = '';
-    parsed.password = '';
-    for (const key of [...parsed.searchParams.keys()]) {
-      if (/token|secret|key|password|code/i.test(key)) parsed.searchParams.set(key, '****');
-    }
-    return parsed.toString();
-  } catch {
-    return '<invalid url>';
-  }
-}
-
 /** One attempt. Throws RetryableError or a final CarepipeError (SOURCE_FAILED / SOURCE_UNREACHABLE). */
 export async function requestOnce(url: string, options: RequestOptions = {}): Promise<HttpResponse> {
   const timeoutMs = options.timeoutMs ?? 10_000;
@@ -66,8 +52,8 @@ export async function requestOnce(url: string, options: RequestOptions = {}): Pr
   }
   throw new CarepipeError(
     'SOURCE_FAILED',
-    `${options.method ?? 'GET'} ${safeUrl(url)} answered HTTP ${response.status}${describeBody(text)}`,
-    { url: safeUrl(url), status: response.status },
+    `${options.method ?? 'GET'} ${maskUrl(url)} answered HTTP ${response.status}${describeBody(text)}`,
+    { url: maskUrl(url), status: response.status },
   );
 }
 
@@ -101,7 +87,7 @@ export async function request<T = HttpResponse>(
       const response = await requestOnce(url, options);
       return options.parse ? options.parse(response) : (response as unknown as T);
     },
-    { ...options, what: `${options.method ?? 'GET'} ${safeUrl(url)}` },
+    { ...options, what: `${options.method ?? 'GET'} ${maskUrl(url)}` },
   );
 }
 

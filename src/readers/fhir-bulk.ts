@@ -7,13 +7,14 @@
  */
 import { Readable } from 'node:stream';
 import { CarepipeError } from '../errors.js';
-import { safeUrl } from '../http/client.js';
+
 import { backoffMs, DEFAULT_RETRY, RetryableError } from '../http/retry.js';
 import type { FhirItem } from '../fhir/input.js';
 import { ReasonCodes } from './fhir-files.js';
 import { readLines } from './ndjson.js';
 import { classify, emptyServerStats, HttpStatusError, interruptedError, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
 import { normalizeBaseUrl, searchCheckpointKey, type SearchState } from './fhir-search.js';
+import { maskUrl } from '../http/mask.js';
 
 /** Turns an ndjson byte stream into items with 1-based line numbers. */
 export type NdjsonReader = (input: Readable, source: string, signal?: AbortSignal) => AsyncIterable<FhirItem>;
@@ -124,14 +125,14 @@ export async function* readFhirBulk(options: BulkReaderOptions): AsyncGenerator<
     await response.body?.cancel();
     const location = response.headers.get('content-location');
     if (response.status !== 202 || !location) {
-      throw new CarepipeError('SOURCE_FAILED', `GET ${safeUrl(kickOff.toString())} answered HTTP ${response.status} without a Content-Location: the server did not start an asynchronous export`, { url: safeUrl(kickOff.toString()) });
+      throw new CarepipeError('SOURCE_FAILED', `GET ${maskUrl(kickOff.toString())} answered HTTP ${response.status} without a Content-Location: the server did not start an asynchronous export`, { url: maskUrl(kickOff.toString()) });
     }
     return new URL(location, kickOff).toString();
   });
 
   try {
     const manifest = await poll(statusUrl, options, call, sleep);
-    for (const problem of manifest.error ?? []) options.onWarning?.(`the export reports errors for ${problem.type} in ${safeUrl(problem.url)}`);
+    for (const problem of manifest.error ?? []) options.onWarning?.(`the export reports errors for ${problem.type} in ${maskUrl(problem.url)}`);
     for (const output of manifest.output ?? []) {
       yield* downloadFile(output.url, manifest.requiresAccessToken !== false, options, call, readNdjson, sleep);
       stats.files++;
@@ -142,7 +143,7 @@ export async function* readFhirBulk(options: BulkReaderOptions): AsyncGenerator<
       const key = searchCheckpointKey(baseUrl, type);
       const stored = options.fullRefresh ? null : (options.states?.get(key)?.lastUpdated ?? null);
       const lastUpdated = stored && Date.parse(stored) > Date.parse(manifest.transactionTime) ? stored : manifest.transactionTime;
-      yield { kind: 'checkpoint', source: safeUrl(statusUrl), key, state: { lastUpdated, nextUrl: null } satisfies SearchState };
+      yield { kind: 'checkpoint', source: maskUrl(statusUrl), key, state: { lastUpdated, nextUrl: null } satisfies SearchState };
     }
   } finally {
     // The job holds files on the server: delete it whatever happened, without failing the run for it.
@@ -152,7 +153,7 @@ export async function* readFhirBulk(options: BulkReaderOptions): AsyncGenerator<
         await response.body?.cancel();
       });
     } catch (err) {
-      options.onWarning?.(`could not delete the export job ${safeUrl(statusUrl)}: ${(err as Error).message}`);
+      options.onWarning?.(`could not delete the export job ${maskUrl(statusUrl)}: ${(err as Error).message}`);
     }
   }
 }
@@ -176,14 +177,14 @@ async function poll(statusUrl: string, options: BulkReaderOptions, call: ServerC
         throw new RetryableError('malformed JSON body', response.status);
       }
       if (!Array.isArray(manifest.output) || typeof manifest.transactionTime !== 'string') {
-        throw new CarepipeError('SOURCE_FAILED', `GET ${safeUrl(statusUrl)} answered a manifest without output or transactionTime`, { url: safeUrl(statusUrl) });
+        throw new CarepipeError('SOURCE_FAILED', `GET ${maskUrl(statusUrl)} answered a manifest without output or transactionTime`, { url: maskUrl(statusUrl) });
       }
       return { done: true as const, manifest };
     });
     if (answer.done) return answer.manifest;
     if (answer.progress) options.onProgress?.(answer.progress);
     if (Date.now() - started > timeoutMs) {
-      throw new CarepipeError('SOURCE_FAILED', `the export at ${safeUrl(statusUrl)} was not ready after ${Math.round(timeoutMs / 1000)} s`, { url: safeUrl(statusUrl) });
+      throw new CarepipeError('SOURCE_FAILED', `the export at ${maskUrl(statusUrl)} was not ready after ${Math.round(timeoutMs / 1000)} s`, { url: maskUrl(statusUrl) });
     }
     const seconds = answer.retryAfter !== null ? Number(answer.retryAfter) : NaN;
     const wait = Number.isFinite(seconds) ? seconds * 1000 : (options.pollIntervalMs ?? 2000);
@@ -203,7 +204,7 @@ async function* downloadFile(
   sleep: NonNullable<BulkReaderOptions['sleep']>,
 ): AsyncGenerator<FhirItem> {
   const maxRetries = options.retry?.maxRetries ?? DEFAULT_RETRY.maxRetries;
-  const source = safeUrl(url);
+  const source = maskUrl(url);
   let linesDone = 0;
   for (let attempt = 1; ; attempt++) {
     // The request itself (status, auth, 429/503) goes through the retry layer.

@@ -5,9 +5,10 @@
  * 4xx fail at once with the server's OperationOutcome text.
  */
 import { CarepipeError } from '../errors.js';
-import { describeBody, isRetryableStatus, safeUrl } from '../http/client.js';
+import { describeBody, isRetryableStatus } from '../http/client.js';
 import { parseRetryAfter, RetryableError, withRetry, type RetryEvent, type RetryOptions } from '../http/retry.js';
 import type { FhirAuth } from '../fhir/auth.js';
+import { maskUrl } from '../http/mask.js';
 
 /** What a server reader did, for the run summary. */
 export interface ServerReadStats {
@@ -99,7 +100,7 @@ export async function serverCall<T>(
   options: ServerCallOptions,
   call: (authorization: string | undefined, signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
-  const what = `${method} ${safeUrl(url)}`;
+  const what = `${method} ${maskUrl(url)}`;
   const stats = options.stats;
   const attempt = async (): Promise<T> => {
     let refreshed = false;

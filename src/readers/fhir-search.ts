@@ -8,9 +8,10 @@
 import { Client } from 'fhir-kit-client';
 import type { Bundle, FhirResource } from 'fhir/r4.js';
 import { CarepipeError } from '../errors.js';
-import { safeUrl } from '../http/client.js';
+
 import type { FhirItem } from '../fhir/input.js';
 import { emptyServerStats, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
+import { maskUrl } from '../http/mask.js';
 
 /** What is remembered per server and type between runs (table fhir_sync_state). */
 export interface SearchState {
@@ -98,7 +99,7 @@ export async function* readFhirSearch(options: SearchReaderOptions): AsyncGenera
         throw err;
       }
       stats.pages++;
-      const source = safeUrl(target);
+      const source = maskUrl(target);
       if (bundle?.resourceType !== 'Bundle') {
         throw new CarepipeError('SOURCE_FAILED', `${source} answered a ${String((bundle as { resourceType?: unknown })?.resourceType ?? 'non-FHIR body')} where a searchset Bundle was expected`, { url: source });
       }

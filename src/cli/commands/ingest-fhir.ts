@@ -2,8 +2,9 @@ import { Command } from 'commander';
 import type { CommonFlags } from '../../config.js';
 import { CarepipeError } from '../../errors.js';
 import { resolveFhirAuth, type FhirAuthFlags } from '../../fhir/server-source.js';
-import { safeUrl } from '../../http/client.js';
+
 import { runCommand, wholeNumber, withCommonOptions, type CliState } from '../common.js';
+import { maskUrl } from '../../http/mask.js';
 
 interface IngestFhirFlags extends CommonFlags, FhirAuthFlags {
   view: string[];
@@ -57,7 +58,7 @@ export function registerIngestFhir(program: Command, state: CliState): void {
     if (flags.server && (flags.workers !== undefined || flags.queue !== undefined)) throw new CarepipeError('USAGE', '--workers and --queue share files, not a server pull');
     const shared = (flags.workers ?? 0) > 1 || flags.queue !== undefined;
     // Runs on different servers may overlap; two runs on one server may not.
-    const target = flags.server ? safeUrl(flags.server).replace(/\/+$/, '') : undefined;
+    const target = flags.server ? maskUrl(flags.server).replace(/\/+$/, '') : undefined;
     await runCommand(state, flags, { name: 'ingest-fhir', argv, target, lock: !shared }, async ({ db, ledger, reporter, signal, io, settings }) => {
       const [{ runIngestFhir }, { DEFAULT_LEASE_SECONDS }] = await Promise.all([import('../../fhir/ingest-run.js'), import('../../fhir/ingest-queue.js')]);
       const leaseSeconds = flags.lease || DEFAULT_LEASE_SECONDS;

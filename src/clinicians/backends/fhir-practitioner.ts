@@ -15,9 +15,10 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Bundle, ContactPoint, HumanName, Identifier, Practitioner, PractitionerRole } from 'fhir/r4.js';
 import { CarepipeError } from '../../errors.js';
-import { describeBody, isRetryableStatus, parseJsonBody, safeUrl } from '../../http/client.js';
+import { describeBody, isRetryableStatus, parseJsonBody } from '../../http/client.js';
 import { parseRetryAfter, RetryableError } from '../../http/retry.js';
 import { text, TokenRejectedError, type BackendConfig, type BackendContext, type ClinicianBackend, type MappedClinician } from '../types.js';
+import { maskUrl } from '../../http/mask.js';
 
 export const NPI_SYSTEM = 'http://hl7.org/fhir/sid/us-npi';
 export const RPPS_SYSTEM = 'urn:oid:1.2.250.1.71.4.2.1';
@@ -36,7 +37,7 @@ async function discoverTokenUrl(ctx: BackendContext): Promise<string> {
   const url = `${baseUrl(ctx.config)}/.well-known/smart-configuration`;
   const config = await ctx.http.request({ method: 'GET', url, headers: { accept: 'application/json' } }, (r) => parseJsonBody<{ token_endpoint?: unknown }>(r));
   if (typeof config.token_endpoint !== 'string') {
-    throw new CarepipeError('SOURCE_FAILED', `GET ${safeUrl(url)} names no token_endpoint: give --token-url`, { url: safeUrl(url) });
+    throw new CarepipeError('SOURCE_FAILED', `GET ${maskUrl(url)} names no token_endpoint: give --token-url`, { url: maskUrl(url) });
   }
   return config.token_endpoint;
 }
@@ -55,12 +56,12 @@ async function* searchPages<R extends { resourceType: string }>(
     try {
       return (await client.search({ resourceType, searchParams: { _count: pageSize }, options: { headers, signal } })) as unknown as Bundle;
     } catch (err) {
-      throw classify(err, `GET ${safeUrl(url)}`);
+      throw classify(err, `GET ${maskUrl(url)}`);
     }
   });
   while (bundle) {
-    if (bundle.resourceType !== 'Bundle') throw new CarepipeError('SOURCE_FAILED', `GET ${safeUrl(url)} did not answer a Bundle`, { url: safeUrl(url) });
-    const source = safeUrl(url);
+    if (bundle.resourceType !== 'Bundle') throw new CarepipeError('SOURCE_FAILED', `GET ${maskUrl(url)} did not answer a Bundle`, { url: maskUrl(url) });
+    const source = maskUrl(url);
     let entry = 0;
     for (const e of bundle.entry ?? []) {
       const index = entry++;
@@ -74,7 +75,7 @@ async function* searchPages<R extends { resourceType: string }>(
       try {
         return (await client.nextPage({ bundle: current as never, options: { headers, signal } })) as unknown as Bundle | undefined;
       } catch (err) {
-        throw classify(err, `GET ${safeUrl(next)}`);
+        throw classify(err, `GET ${maskUrl(next)}`);
       }
     });
   }
@@ -176,7 +177,7 @@ export const fhirPractitioner: ClinicianBackend<PractitionerWithRoles> = {
       (response) => parseJsonBody<{ access_token?: unknown; expires_in?: unknown }>(response),
     );
     if (typeof answer.access_token !== 'string' || answer.access_token === '') {
-      throw new CarepipeError('SOURCE_FAILED', `POST ${safeUrl(tokenUrl)} answered without an access_token`, { url: safeUrl(tokenUrl) });
+      throw new CarepipeError('SOURCE_FAILED', `POST ${maskUrl(tokenUrl)} answered without an access_token`, { url: maskUrl(tokenUrl) });
     }
     const seconds = Number(answer.expires_in);
     return { value: answer.access_token, expiresAt: Number.isFinite(seconds) && seconds > 0 ? new Date(Date.now() + seconds * 1000) : null };
