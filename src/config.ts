@@ -22,6 +22,7 @@ export interface CommonFlags {
   dryRun?: boolean;
   wait?: boolean;
   lang?: string;
+  maxResponseMb?: number;
 }
 
 export interface Settings {
@@ -37,6 +38,8 @@ export interface Settings {
   wait: boolean;
   /** Message language: 'en' or 'fr'. */
   lang: 'en' | 'fr';
+  /** Largest HTTP answer read into memory, in MB (--max-response-mb, CAREPIPE_MAX_RESPONSE_MB; default 512). */
+  maxResponseMb: number;
   /** Colour allowed on a TTY (NO_COLOR unset). */
   color: boolean;
   /** The config file that was read, if any. */
@@ -101,6 +104,13 @@ export function findHome(cwd: string): string {
   }
 }
 
+function positiveNumber(value: unknown, name: string): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new CarepipeError('CONFIG_INVALID', `--${name} must be a positive number of MB, not ${JSON.stringify(value)}`, { field: name });
+  return n;
+}
+
 export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Settings {
   const explicitConfig = flags.config ?? env.CAREPIPE_CONFIG;
   const configFile = explicitConfig
@@ -136,6 +146,7 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
     dryRun: flags.dryRun ?? false,
     wait: flags.wait ?? bool(env.CAREPIPE_WAIT) ?? false,
     lang: pickLang(flags.lang) ?? pickLang(env.CAREPIPE_LANG) ?? pickLang(str(file.lang)) ?? pickLang(env.LC_ALL) ?? pickLang(env.LC_MESSAGES) ?? pickLang(env.LANG) ?? 'en',
+    maxResponseMb: positiveNumber(flags.maxResponseMb ?? str(env.CAREPIPE_MAX_RESPONSE_MB) ?? file.maxResponseMb, 'max-response-mb') ?? 512,
     color: env.NO_COLOR === undefined || env.NO_COLOR === '',
     configFile,
     file,

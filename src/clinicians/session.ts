@@ -7,6 +7,7 @@
 import { CarepipeError } from '../errors.js';
 import { requestOnce } from '../http/client.js';
 import { maskUrl } from '../http/mask.js';
+import type { HttpPolicy } from '../http/policy.js';
 import { RetryableError, withRetry, type RetryEvent } from '../http/retry.js';
 import type { TokenStore } from './tokens.js';
 import {
@@ -43,6 +44,8 @@ export interface SessionOptions {
   maxRetries: number;
   baseDelayMs: number;
   timeoutMs: number;
+  /** The run's origin rule and size cap, applied to every call of the backend. */
+  policy?: HttpPolicy;
   signal: AbortSignal;
   now: () => Date;
   /** Each failed attempt that will be retried: attempt number, status or error, wait. */
@@ -78,7 +81,7 @@ export class ProviderSession implements ProviderHttp {
       this.retrying(call, async () => {
         const timeout = AbortSignal.timeout(timeoutMs);
         try {
-          return await this.counted(() => attempt(auth, { signal: AbortSignal.any([this.options.signal, timeout]), timeoutMs }));
+          return await this.counted(() => attempt(auth, { signal: AbortSignal.any([this.options.signal, timeout]), timeoutMs, policy: this.options.policy }));
         } catch (err) {
           if (this.options.signal.aborted) throw this.options.signal.reason;
           if (timeout.aborted && !(err instanceof RetryableError)) {
@@ -161,6 +164,8 @@ export class ProviderSession implements ProviderHttp {
         timeoutMs: this.options.timeoutMs,
         signal: this.options.signal,
         passStatuses: rejected,
+        policy: this.options.policy,
+        tokenEndpoint: call.tokenEndpoint,
       });
       if (rejected.includes(response.status)) throw new TokenRejectedError(`HTTP ${response.status}`, response.status);
       return parse(response);

@@ -4,6 +4,7 @@
  */
 import { CarepipeError, isCarepipeError } from '../errors.js';
 import { parseJsonBody, request, type HttpResponse } from '../http/client.js';
+import type { HttpPolicy } from '../http/policy.js';
 import type { RetryEvent } from '../http/retry.js';
 import type { DirectoryHit } from './normalise.js';
 import { buildSearchParams, searchUrl, type SearchOptions } from './query.js';
@@ -27,6 +28,8 @@ export interface DirectoryClientOptions {
   baseDelayMs?: number;
   signal?: AbortSignal;
   onRetry?: (event: RetryEvent) => void;
+  /** The run's origin rule and size cap. */
+  policy?: HttpPolicy;
 }
 
 /** Checks the CloudSearch shape; a body that is JSON but not a search result is a final failure. */
@@ -71,6 +74,7 @@ export class DirectoryClient {
         baseDelayMs: this.options.baseDelayMs,
         signal: this.options.signal,
         onRetry: this.options.onRetry,
+        policy: this.options.policy,
         headers: { accept: 'application/json' },
         parse: parseSearchBody,
       });

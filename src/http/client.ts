@@ -1,9 +1,11 @@
 /**
- * One HTTP request with a timeout, its failure sorted into retryable or final, and the same wrapped in
- * the retry layer. Used by every remote reader; they add authentication and parsing on top.
+ * The one HTTP client: a request with a timeout, the origin rule and the body size cap of the run's
+ * policy (src/http/policy.ts), its failure sorted into retryable or final, and the same wrapped in the
+ * retry layer. Used by every remote reader and backend; they add authentication and parsing on top.
  */
 import { CarepipeError } from '../errors.js';
 import { maskUrl } from './mask.js';
+import { checkOrigin, tooLarge, type HttpPolicy } from './policy.js';
 import { parseRetryAfter, RetryableError, withRetry, type RetryOptions } from './retry.js';
 
 export interface HttpResponse {
@@ -22,6 +24,13 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Statuses handed back to the caller instead of thrown (for example 401 for re-authentication). */
   passStatuses?: number[];
+  /** The run's origin rule and size cap; without one, any origin and any size (tests of the layer itself). */
+  policy?: HttpPolicy;
+  /**
+   * A SMART token endpoint: configured by the user or named by the server's own configuration, so it
+   * is exempt from the origin rule (the size cap still holds).
+   */
+  tokenEndpoint?: boolean;
 }
 
 /** Status codes worth another attempt. 401 is the caller's business (refresh the token). */
@@ -34,12 +43,14 @@ export async function requestOnce(url: string, options: RequestOptions = {}): Pr
   const timeoutMs = options.timeoutMs ?? 10_000;
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  if (!options.tokenEndpoint) checkOrigin(options.policy, url);
   let response: Response;
   let text: string;
   try {
     response = await fetch(url, { method: options.method ?? 'GET', headers: options.headers, body: options.body, signal });
-    text = await response.text();
+    text = await readText(response, options.policy, options.method ?? 'GET', url);
   } catch (err) {
+    if (err instanceof CarepipeError) throw err;
     if (options.signal?.aborted) throw options.signal.reason;
     if (timeout.aborted) throw new RetryableError(`timeout after ${timeoutMs} ms`);
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
@@ -55,6 +66,33 @@ export async function requestOnce(url: string, options: RequestOptions = {}): Pr
     `${options.method ?? 'GET'} ${maskUrl(url)} answered HTTP ${response.status}${describeBody(text)}`,
     { url: maskUrl(url), status: response.status },
   );
+}
+
+/**
+ * The body as text, read chunk by chunk so that an answer over the policy's cap is stopped before it
+ * fills memory (a Content-Length over the cap is refused before reading at all).
+ */
+export async function readText(response: Response, policy: HttpPolicy | undefined, method: string, url: string): Promise<string> {
+  if (!policy) return response.text();
+  const declared = Number(response.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > policy.maxResponseBytes) {
+    await response.body?.cancel().catch(() => undefined);
+    throw tooLarge(policy, method, url);
+  }
+  if (!response.body) return '';
+  const decoder = new TextDecoder();
+  const parts: string[] = [];
+  let bytes = 0;
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    bytes += chunk.byteLength;
+    if (bytes > policy.maxResponseBytes) {
+      await response.body.cancel().catch(() => undefined);
+      throw tooLarge(policy, method, url);
+    }
+    parts.push(decoder.decode(chunk, { stream: true }));
+  }
+  parts.push(decoder.decode());
+  return parts.join('');
 }
 
 /** The server's own words for an error: an OperationOutcome's diagnostics, a JSON message, or short text. */

@@ -8,6 +8,8 @@
 import { Readable } from 'node:stream';
 import { CarepipeError } from '../errors.js';
 
+import { readText } from '../http/client.js';
+import { checkOrigin, type HttpPolicy } from '../http/policy.js';
 import { backoffMs, DEFAULT_RETRY, RetryableError } from '../http/retry.js';
 import type { FhirItem } from '../fhir/input.js';
 import { ReasonCodes } from './fhir-files.js';
@@ -86,11 +88,18 @@ export async function* readNdjsonLines(input: Readable, source: string, signal?:
 
 const MAX_RAW = 1024 * 1024;
 
-/** fetch that throws HttpStatusError for a non-2xx answer (body read as text for the OperationOutcome). */
-async function fetchChecked(url: string, init: RequestInit): Promise<Response> {
+/**
+ * fetch under the run's origin rule (a status or file URL on another host is refused before any
+ * credential leaves), throwing HttpStatusError for a non-2xx answer (body read for the OperationOutcome).
+ */
+async function fetchChecked(url: string, init: RequestInit, policy: HttpPolicy | undefined): Promise<Response> {
+  checkOrigin(policy, url);
   const response = await fetch(url, init);
   if (response.status >= 200 && response.status < 300) return response;
-  const body = await response.text().catch(() => '');
+  const body = await readText(response, policy, init.method ?? 'GET', url).catch((err: unknown) => {
+    if (err instanceof CarepipeError) throw err;
+    return '';
+  });
   throw new HttpStatusError({ status: response.status, headers: response.headers, body }, url);
 }
 
@@ -121,7 +130,7 @@ export async function* readFhirBulk(options: BulkReaderOptions): AsyncGenerator<
   if (since) kickOff.searchParams.set('_since', since);
 
   const statusUrl = await serverCall('GET', kickOff.toString(), call, async (authorization, signal) => {
-    const response = await fetchChecked(kickOff.toString(), { headers: headersWith(authorization, { accept: 'application/fhir+json', prefer: 'respond-async' }), signal });
+    const response = await fetchChecked(kickOff.toString(), { headers: headersWith(authorization, { accept: 'application/fhir+json', prefer: 'respond-async' }), signal }, call.policy);
     await response.body?.cancel();
     const location = response.headers.get('content-location');
     if (response.status !== 202 || !location) {
@@ -149,7 +158,7 @@ export async function* readFhirBulk(options: BulkReaderOptions): AsyncGenerator<
     // The job holds files on the server: delete it whatever happened, without failing the run for it.
     try {
       await serverCall('DELETE', statusUrl, { ...call, retry: { ...call.retry, maxRetries: 1 }, signal: undefined }, async (authorization, signal) => {
-        const response = await fetchChecked(statusUrl, { method: 'DELETE', headers: headersWith(authorization, { accept: 'application/fhir+json' }), signal });
+        const response = await fetchChecked(statusUrl, { method: 'DELETE', headers: headersWith(authorization, { accept: 'application/fhir+json' }), signal }, call.policy);
         await response.body?.cancel();
       });
     } catch (err) {
@@ -164,12 +173,12 @@ async function poll(statusUrl: string, options: BulkReaderOptions, call: ServerC
   const maxWait = options.maxPollWaitMs ?? 60_000;
   for (;;) {
     const answer = await serverCall('GET', statusUrl, call, async (authorization, signal) => {
-      const response = await fetchChecked(statusUrl, { headers: headersWith(authorization, { accept: 'application/json' }), signal });
+      const response = await fetchChecked(statusUrl, { headers: headersWith(authorization, { accept: 'application/json' }), signal }, call.policy);
       if (response.status === 202) {
         await response.body?.cancel();
         return { done: false as const, progress: response.headers.get('x-progress'), retryAfter: response.headers.get('retry-after') };
       }
-      const text = await response.text();
+      const text = await readText(response, call.policy, 'GET', statusUrl);
       let manifest: Manifest;
       try {
         manifest = JSON.parse(text) as Manifest;
@@ -210,7 +219,7 @@ async function* downloadFile(
     // The request itself (status, auth, 429/503) goes through the retry layer.
     // (The attempt's timeout signal is not passed on: it would cut a long transfer.)
     const response = await serverCall('GET', url, { ...call, auth: withToken ? call.auth : noAuth }, (authorization) =>
-      fetchChecked(url, { headers: headersWith(authorization, { accept: 'application/fhir+ndjson' }), signal: options.signal }),
+      fetchChecked(url, { headers: headersWith(authorization, { accept: 'application/fhir+ndjson' }), signal: options.signal }, call.policy),
     );
     if (!response.body) return;
     try {

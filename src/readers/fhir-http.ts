@@ -7,7 +7,8 @@
 import { CarepipeError } from '../errors.js';
 import { describeBody, isRetryableStatus } from '../http/client.js';
 import { parseRetryAfter, RetryableError, withRetry, type RetryEvent, type RetryOptions } from '../http/retry.js';
-import type { FhirAuth } from '../fhir/auth.js';
+import type { FhirAuth } from '../fhir/client/auth.js';
+import type { HttpPolicy } from '../http/policy.js';
 import { maskUrl } from '../http/mask.js';
 
 /** What a server reader did, for the run summary. */
@@ -31,6 +32,8 @@ export interface ServerCallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   stats?: ServerReadStats;
+  /** The run's origin rule and size cap (src/http/policy.ts). */
+  policy?: HttpPolicy;
 }
 
 /** Details of a failed HTTP answer, whichever client produced it. */
