@@ -1,15 +1,17 @@
 /**
  * How carepipe authenticates to a FHIR server: none, a bearer token, basic credentials, or SMART Backend
  * Services (OAuth client_credentials with a private-key JWT assertion signed with jose), which is how
- * production servers are reached machine to machine. Credentials live only in memory: never logged,
- * never in the ledger, never in an error message.
+ * production servers are reached machine to machine. The SMART pieces (signer, discovery, token request
+ * and answer) are exported for the fhir-practitioner clinician backend, which stores its tokens itself.
+ * Credentials live only in memory: never logged, never in the ledger, never in an error message.
  */
 import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { CarepipeError } from '../errors.js';
-import { describeBody, parseJsonBody, request, requestOnce } from '../http/client.js';
-import { withRetry, type RetryOptions } from '../http/retry.js';
-import { maskUrl } from '../http/mask.js';
+import { CarepipeError } from '../../errors.js';
+import { describeBody, parseJsonBody, request, requestOnce, type HttpResponse } from '../../http/client.js';
+import type { HttpPolicy } from '../../http/policy.js';
+import { withRetry, type RetryOptions } from '../../http/retry.js';
+import { maskUrl } from '../../http/mask.js';
 
 export type FhirAuthConfig =
   | { mode: 'none' }
@@ -39,7 +41,7 @@ export interface FhirAuth {
 type RetrySettings = Omit<RetryOptions, 'what'>;
 
 /** Build the auth of a server from its configuration; SMART keys are parsed at once so a bad key fails early. */
-export function createFhirAuth(config: FhirAuthConfig, baseUrl: string, retry: RetrySettings = {}): FhirAuth {
+export function createFhirAuth(config: FhirAuthConfig, baseUrl: string, retry: RetrySettings = {}, policy?: HttpPolicy): FhirAuth {
   switch (config.mode) {
     case 'none':
       return { mode: 'none', header: async () => undefined, refresh: async () => false, tokensRequested: 0 };
@@ -50,7 +52,7 @@ export function createFhirAuth(config: FhirAuthConfig, baseUrl: string, retry: R
       return { mode: 'basic', header: async () => value, refresh: async () => false, tokensRequested: 0 };
     }
     case 'smart':
-      return new SmartBackendAuth(config, baseUrl, retry);
+      return new SmartBackendAuth(config, baseUrl, retry, policy);
   }
 }
 
@@ -81,26 +83,98 @@ export function parsePrivateKey(text: string): { key: KeyObject; kid?: string } 
   }
 }
 
+/** What a SMART Backend Services client signs its token requests with. */
+export interface SmartSigner {
+  clientId: string;
+  key: KeyObject;
+  alg: string;
+  kid?: string;
+}
+
+/**
+ * The signer of a client: its private key (PEM or JWK text) and the algorithm, the key's own unless
+ * the configuration names one (RS384, ES384, …); `kid` from the JWK unless given.
+ */
+export function smartSigner(clientId: string, privateKey: string, overrides: { alg?: string; kid?: string } = {}): SmartSigner {
+  const { key, kid } = parsePrivateKey(privateKey);
+  return { clientId, key, alg: overrides.alg ?? algorithmFor(key), kid: overrides.kid ?? kid };
+}
+
+/** `{base}/.well-known/smart-configuration`, where a server names its token endpoint. */
+export function smartConfigurationUrl(baseUrl: string): string {
+  return `${baseUrl.replace(/\/+$/, '')}/.well-known/smart-configuration`;
+}
+
+/** The token endpoint named by a smart-configuration answer; `flag` is what the user can pass instead. */
+export function tokenEndpointOf(configuration: { token_endpoint?: unknown }, url: string, flag: string): string {
+  if (typeof configuration.token_endpoint !== 'string' || configuration.token_endpoint === '') {
+    throw new CarepipeError('SOURCE_FAILED', `${maskUrl(url)} names no token_endpoint: pass ${flag}`, { url: maskUrl(url) });
+  }
+  return configuration.token_endpoint;
+}
+
+/** The form body of one token request, with a newly signed assertion (a jti must not be reused). */
+export async function tokenRequestBody(signer: SmartSigner, tokenUrl: string, scope: string): Promise<string> {
+  const header: { alg: string; typ: string; kid?: string } = { alg: signer.alg, typ: 'JWT' };
+  if (signer.kid) header.kid = signer.kid;
+  let assertion: string;
+  try {
+    assertion = await new SignJWT({})
+      .setProtectedHeader(header)
+      .setIssuer(signer.clientId)
+      .setSubject(signer.clientId)
+      .setAudience(tokenUrl)
+      .setJti(randomUUID())
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(signer.key);
+  } catch (err) {
+    throw new CarepipeError('CONFIG_INVALID', `SMART private key cannot sign with ${signer.alg}: ${(err as Error).message.split('\n')[0]}`, {});
+  }
+  return new URLSearchParams({
+    grant_type: 'client_credentials',
+    scope,
+    client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+    client_assertion: assertion,
+  }).toString();
+}
+
+/** Headers of a token request. */
+export const TOKEN_REQUEST_HEADERS = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' } as const;
+
+/** The access token of a token endpoint's answer, or a final error in the server's words (assertions masked). */
+export function accessTokenOf(response: HttpResponse, tokenUrl: string): { accessToken: string; expiresInSeconds: number | undefined } {
+  if (response.status !== 200) {
+    throw new CarepipeError(
+      'SOURCE_FAILED',
+      `SMART token request to ${maskUrl(tokenUrl)} refused (HTTP ${response.status})${describeBody(response.text).replace(/eyJ[\w-]+\.[\w-]+\.[\w-]+/g, '****')}`,
+      { url: maskUrl(tokenUrl), status: response.status },
+    );
+  }
+  const token = parseJsonBody<{ access_token?: unknown; expires_in?: unknown }>(response);
+  if (typeof token.access_token !== 'string' || token.access_token === '') {
+    throw new CarepipeError('SOURCE_FAILED', `SMART token endpoint ${maskUrl(tokenUrl)} sent no access_token`, { url: maskUrl(tokenUrl) });
+  }
+  const seconds = Number(token.expires_in);
+  return { accessToken: token.access_token, expiresInSeconds: Number.isFinite(seconds) && seconds > 0 ? seconds : undefined };
+}
+
 class SmartBackendAuth implements FhirAuth {
   readonly mode = 'smart' as const;
   tokensRequested = 0;
   private accessToken?: string;
   private expiresAt = 0;
   private tokenUrl?: string;
-  private readonly key: KeyObject;
-  private readonly kid?: string;
-  private readonly alg: string;
+  private readonly signer: SmartSigner;
   private pending?: Promise<string>;
 
   constructor(
     private readonly config: Extract<FhirAuthConfig, { mode: 'smart' }>,
     private readonly baseUrl: string,
     private readonly retry: RetrySettings,
+    private readonly policy?: HttpPolicy,
   ) {
-    const { key, kid } = parsePrivateKey(config.privateKey);
-    this.key = key;
-    this.kid = kid;
-    this.alg = algorithmFor(key);
+    this.signer = smartSigner(config.clientId, config.privateKey);
     this.tokenUrl = config.tokenUrl;
   }
 
@@ -124,60 +198,31 @@ class SmartBackendAuth implements FhirAuth {
 
   private async discover(): Promise<string> {
     if (this.tokenUrl) return this.tokenUrl;
-    const url = `${this.baseUrl.replace(/\/$/, '')}/.well-known/smart-configuration`;
-    const config = await request(url, { ...this.retry, headers: { accept: 'application/json' }, parse: (r) => parseJsonBody<{ token_endpoint?: string }>(r) });
-    if (typeof config.token_endpoint !== 'string') {
-      throw new CarepipeError('SOURCE_FAILED', `${maskUrl(url)} names no token_endpoint: pass --smart-token-url`, { url: maskUrl(url) });
-    }
-    this.tokenUrl = config.token_endpoint;
+    const url = smartConfigurationUrl(this.baseUrl);
+    const configuration = await request(url, { ...this.retry, policy: this.policy, headers: { accept: 'application/json' }, parse: (r) => parseJsonBody<{ token_endpoint?: unknown }>(r) });
+    this.tokenUrl = tokenEndpointOf(configuration, url, '--smart-token-url');
     return this.tokenUrl;
   }
 
   private async requestToken(): Promise<string> {
     const tokenUrl = await this.discover();
-    const body = async () => {
-      const header: { alg: string; typ: string; kid?: string } = { alg: this.alg, typ: 'JWT' };
-      if (this.kid) header.kid = this.kid;
-      const assertion = await new SignJWT({})
-        .setProtectedHeader(header)
-        .setIssuer(this.config.clientId)
-        .setSubject(this.config.clientId)
-        .setAudience(tokenUrl)
-        .setJti(randomUUID())
-        .setIssuedAt()
-        .setExpirationTime('5m')
-        .sign(this.key);
-      return new URLSearchParams({
-        grant_type: 'client_credentials',
-        scope: this.config.scope ?? 'system/*.read',
-        client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-        client_assertion: assertion,
-      }).toString();
-    };
     this.tokensRequested++;
-    // Each attempt signs a new assertion: a jti must not be reused.
     const response = await withRetry(
       async () =>
         requestOnce(tokenUrl, {
           method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-          body: await body(),
+          headers: { ...TOKEN_REQUEST_HEADERS },
+          body: await tokenRequestBody(this.signer, tokenUrl, this.config.scope ?? 'system/*.read'),
           passStatuses: [400, 401, 403],
           signal: this.retry.signal,
+          policy: this.policy,
+          tokenEndpoint: true,
         }),
       { ...this.retry, what: `POST ${maskUrl(tokenUrl)}` },
     );
-    if (response.status !== 200) {
-      throw new CarepipeError(
-        'SOURCE_FAILED',
-        `SMART token request to ${maskUrl(tokenUrl)} refused (HTTP ${response.status})${describeBody(response.text).replace(/eyJ[\w-]+\.[\w-]+\.[\w-]+/g, '****')}`,
-        { url: maskUrl(tokenUrl), status: response.status },
-      );
-    }
-    const token = parseJsonBody<{ access_token?: string; expires_in?: number }>(response);
-    if (typeof token.access_token !== 'string') throw new CarepipeError('SOURCE_FAILED', `SMART token endpoint ${maskUrl(tokenUrl)} sent no access_token`, { url: maskUrl(tokenUrl) });
-    this.accessToken = token.access_token;
-    this.expiresAt = Date.now() + (typeof token.expires_in === 'number' ? token.expires_in : 300) * 1000;
+    const token = accessTokenOf(response, tokenUrl);
+    this.accessToken = token.accessToken;
+    this.expiresAt = Date.now() + (token.expiresInSeconds ?? 300) * 1000;
     return this.accessToken;
   }
 }
