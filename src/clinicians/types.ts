@@ -98,8 +98,9 @@ export interface ProviderHttp {
   /** A request with the auth header; statuses in `tokenRejectedStatuses` trigger one re-authentication. */
   authorized<T>(call: HttpCall & { headers?: Record<string, string> }, parse: (response: HttpAnswer) => T): Promise<T>;
   /**
-   * The same for a call made by a client library (fhir-kit-client): `attempt` gets the auth headers and
-   * the attempt's signal, and throws RetryableError, TokenRejectedError, or a final error.
+   * The same for a call that makes its own request (the shared FHIR search paging): `attempt` gets the
+   * auth headers, the attempt's signal and the run's HTTP policy, and throws RetryableError,
+   * TokenRejectedError, or a final error.
    */
   authorizedAttempt<T>(call: HttpCall, attempt: (headers: Record<string, string>, options: AttemptOptions) => Promise<T>): Promise<T>;
 }

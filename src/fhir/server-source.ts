@@ -10,7 +10,7 @@ import { CarepipeError } from '../errors.js';
 import { httpPolicy } from '../http/policy.js';
 import type { RetryEvent } from '../http/retry.js';
 import { readFhirBulk } from '../readers/fhir-bulk.js';
-import { emptyServerStats, type ServerReadStats } from '../readers/fhir-http.js';
+import { emptyServerStats, type ServerReadStats } from './client/call.js';
 import { normalizeBaseUrl, readFhirSearch } from '../readers/fhir-search.js';
 import { createFhirAuth, type FhirAuth, type FhirAuthConfig } from './client/auth.js';
 import type { FhirItem } from './input.js';

@@ -14,7 +14,7 @@ import { backoffMs, DEFAULT_RETRY, RetryableError } from '../http/retry.js';
 import type { FhirItem } from '../fhir/input.js';
 import { ReasonCodes } from './fhir-files.js';
 import { readLines } from './ndjson.js';
-import { classify, emptyServerStats, HttpStatusError, interruptedError, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
+import { classify, emptyServerStats, HttpStatusError, interruptedError, serverCall, type ServerCallOptions, type ServerReadStats } from '../fhir/client/call.js';
 import { normalizeBaseUrl, searchCheckpointKey, type SearchState } from './fhir-search.js';
 import { maskUrl } from '../http/mask.js';
 

@@ -11,7 +11,7 @@ import { CarepipeError } from '../errors.js';
 
 import { fetchBundleOnce, searchPages, searchUrl } from '../fhir/client/search.js';
 import type { FhirItem } from '../fhir/input.js';
-import { emptyServerStats, HttpStatusError, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
+import { emptyServerStats, HttpStatusError, serverCall, type ServerCallOptions, type ServerReadStats } from '../fhir/client/call.js';
 import { maskUrl } from '../http/mask.js';
 
 /** What is remembered per server and type between runs (table fhir_sync_state). */
