@@ -68,7 +68,7 @@ export function checkOrigin(policy: HttpPolicy | undefined, url: string): void {
 
 /** The error of an answer larger than the cap (exit 4). */
 export function tooLarge(policy: HttpPolicy, method: string, url: string): CarepipeError {
-  const mb = Math.round((policy.maxResponseBytes / 1024 / 1024) * 100) / 100;
+  const mb = Number((policy.maxResponseBytes / 1024 / 1024).toPrecision(3));
   return new CarepipeError('SOURCE_FAILED', `${method} ${maskUrl(url)} answered more than ${mb} MB: stopped reading (raise --max-response-mb if the answer is expected)`, {
     url: maskUrl(url),
   });
