@@ -1,14 +1,13 @@
 /**
  * FHIR search reader: for each resource type, a search with `_count` (and `_lastUpdated=gt{cursor}` when
  * incremental) through the shared search paging (src/fhir/client/search.ts), following `Bundle.link[next]`
- * to the end. After each page it
- * yields a checkpoint carrying the cursor (the highest meta.lastUpdated seen) and the next-page URL, so
- * that the pipeline commits the page's rows and the cursor together and an interrupted run resumes at
- * the first uncommitted page. Knows nothing of the database: the stored states come in as a map.
+ * to the end. After each page it yields a checkpoint carrying the cursor (the highest meta.lastUpdated
+ * seen) and the next-page URL, so that the pipeline commits the page's rows and the cursor together and
+ * an interrupted run resumes at the first uncommitted page. Knows nothing of the database: the stored
+ * states come in as a map.
  */
 import type { Bundle, FhirResource } from 'fhir/r4.js';
 import { CarepipeError } from '../errors.js';
-
 import { fetchBundleOnce, searchPages, searchUrl } from '../fhir/client/search.js';
 import type { FhirItem } from '../fhir/input.js';
 import { emptyServerStats, HttpStatusError, serverCall, type ServerCallOptions, type ServerReadStats } from '../fhir/client/call.js';
