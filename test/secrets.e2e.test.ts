@@ -39,7 +39,10 @@ for (const backend of BACKENDS) {
       await ctx.release();
       const secretUrl = (user: string, suffix = '') => `http://${user}:${PASSWORD}@127.0.0.1:${port}${suffix}?api_key=${API_KEY}`;
       const configFile = path.join(ctx.test.tmp, 'carepipe.config.json');
-      writeFileSync(configFile, JSON.stringify({ directory: { baseUrl: secretUrl('dir') }, backends: { noteworth: { baseUrl: secretUrl('nw') } } }));
+      writeFileSync(
+        configFile,
+        JSON.stringify({ directory: { baseUrl: secretUrl('dir') }, backends: { noteworth: { baseUrl: secretUrl('nw') } }, allowOrigins: ['https://files.example'] }),
+      );
       const runs: [string, CliResult, number][] = [];
       const run = async (name: string, args: string[], expected: number) => {
         const result = await runCli([...args, ...ctx.test.args]);
@@ -72,7 +75,9 @@ for (const backend of BACKENDS) {
       const ingest = runs[0]![1];
       expect(ingest.stderr).toContain('"event":"retry"');
       expect(ingest.stdout).toContain('"status":"failed"');
-      expect(runs.find(([name]) => name === 'config --json')![1].stdout).toContain(`dir:****@127.0.0.1:${port}`);
+      const config = JSON.parse(runs.find(([name]) => name === 'config --json')![1].stdout) as Record<string, unknown>;
+      expect(JSON.stringify(config)).toContain(`dir:****@127.0.0.1:${port}`);
+      expect(config).toMatchObject({ maxResponseMb: 512, allowOrigins: ['https://files.example'] });
 
       const db = await ctx.test.connect();
       try {
