@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { readFhirSearch } = await import(path.join(root, 'dist/src/readers/fhir-search.js'));
 const { readFhirBulk } = await import(path.join(root, 'dist/src/readers/fhir-bulk.js'));
-const { createFhirAuth } = await import(path.join(root, 'dist/src/fhir/auth.js'));
+const { createFhirAuth } = await import(path.join(root, 'dist/src/fhir/client/auth.js'));
 
 const types = ['Patient', 'Encounter', 'Observation'];
 const server = spawn(process.execPath, [path.join(root, 'dist/fixtures/fhir-server.js'), '--data', path.join(root, '..', 'shared', 'fhir', 'synthea-bulk'), '--types', types.join(','), '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });

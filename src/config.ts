@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CarepipeError } from './errors.js';
+import { isSecretSetting, MASK, maskSecrets } from './http/mask.js';
 
 export type Env = Record<string, string | undefined>;
 
@@ -21,6 +22,7 @@ export interface CommonFlags {
   dryRun?: boolean;
   wait?: boolean;
   lang?: string;
+  maxResponseMb?: number;
 }
 
 export interface Settings {
@@ -36,6 +38,8 @@ export interface Settings {
   wait: boolean;
   /** Message language: 'en' or 'fr'. */
   lang: 'en' | 'fr';
+  /** Largest HTTP answer read into memory, in MB (--max-response-mb, CAREPIPE_MAX_RESPONSE_MB; default 512). */
+  maxResponseMb: number;
   /** Colour allowed on a TTY (NO_COLOR unset). */
   color: boolean;
   /** The config file that was read, if any. */
@@ -100,6 +104,13 @@ export function findHome(cwd: string): string {
   }
 }
 
+function positiveNumber(value: unknown, name: string): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new CarepipeError('CONFIG_INVALID', `--${name} must be a positive number of MB, not ${JSON.stringify(value)}`, { field: name });
+  return n;
+}
+
 export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Settings {
   const explicitConfig = flags.config ?? env.CAREPIPE_CONFIG;
   const configFile = explicitConfig
@@ -135,6 +146,7 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
     dryRun: flags.dryRun ?? false,
     wait: flags.wait ?? bool(env.CAREPIPE_WAIT) ?? false,
     lang: pickLang(flags.lang) ?? pickLang(env.CAREPIPE_LANG) ?? pickLang(str(file.lang)) ?? pickLang(env.LC_ALL) ?? pickLang(env.LC_MESSAGES) ?? pickLang(env.LANG) ?? 'en',
+    maxResponseMb: positiveNumber(flags.maxResponseMb ?? str(env.CAREPIPE_MAX_RESPONSE_MB) ?? file.maxResponseMb, 'max-response-mb') ?? 512,
     color: env.NO_COLOR === undefined || env.NO_COLOR === '',
     configFile,
     file,
@@ -166,32 +178,8 @@ export function setting(
   return fallback;
 }
 
-const SECRET_KEY = /(token|secret|password|passwd|credential|apikey|api_key|private|pseudonym.?key|^key$)/i;
-
-/** Replace the password of a connection URL with `****`. */
-export function maskUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '****';
-    for (const key of [...parsed.searchParams.keys()]) {
-      if (SECRET_KEY.test(key)) parsed.searchParams.set(key, '****');
-    }
-    return parsed.toString();
-  } catch {
-    return url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:****@');
-  }
-}
-
-/** A deep copy with every secret-looking value masked: for `carepipe config`, the ledger and logs. */
-export function maskSecrets(value: unknown, key = ''): unknown {
-  if (SECRET_KEY.test(key) && value !== undefined && value !== null && value !== '') return '****';
-  if (typeof value === 'string') return /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? maskUrl(value) : value;
-  if (Array.isArray(value)) return value.map((item) => maskSecrets(item));
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v, k)]));
-  }
-  return value;
-}
+// One masking implementation (src/http/mask.ts); re-exported for the callers that know it from here.
+export { maskSecrets, maskUrl } from './http/mask.js';
 
 /** Command arguments as recorded in the ledger: flags that carry secrets are masked. */
 export function redactArgs(argv: readonly string[]): string[] {
@@ -199,17 +187,17 @@ export function redactArgs(argv: readonly string[]): string[] {
   let maskNext = false;
   for (const arg of argv) {
     if (maskNext) {
-      out.push('****');
+      out.push(MASK);
       maskNext = false;
       continue;
     }
     const eq = arg.indexOf('=');
     if (arg.startsWith('--') && eq > 0) {
       const name = arg.slice(2, eq);
-      out.push(SECRET_KEY.test(name) ? `--${name}=****` : `--${name}=${maskSecrets(arg.slice(eq + 1))}`);
+      out.push(isSecretSetting(name) ? `--${name}=${MASK}` : `--${name}=${String(maskSecrets(arg.slice(eq + 1)))}`);
       continue;
     }
-    if (arg.startsWith('--') && SECRET_KEY.test(arg.slice(2))) {
+    if (arg.startsWith('--') && isSecretSetting(arg.slice(2))) {
       out.push(arg);
       maskNext = true;
       continue;

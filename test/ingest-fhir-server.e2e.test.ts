@@ -158,7 +158,9 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
-    while ((s.stats.requests['search:Encounter'] ?? 0) < 3) await new Promise((r) => setTimeout(r, 20));
+    // The pipeline holds two batches in flight: the fourth Encounter page is asked for only once the first
+    // page's batch has committed, so a kill after it always finds an Encounter next page stored.
+    while ((s.stats.requests['search:Encounter'] ?? 0) < 4) await new Promise((r) => setTimeout(r, 20));
     child.kill('SIGKILL');
     expect(await exited).toBe('SIGKILL');
 
@@ -187,8 +189,8 @@ describe.each(BACKENDS)('ingest-fhir --server on %s', (backend) => {
     const summary = json(resumed) as { counts: { read: number; written: number } };
     // Only the pages not committed before the kill are fetched again.
     expect(summary.counts.read).toBeLessThan(TOTAL);
-    // The third Encounter page was asked for only after the first page's batch had committed (the
-    // pipeline awaits the previous commit before reading on), so a next page was stored.
+    // The fourth Encounter page was asked for only after the first page's batch had committed (the
+    // pipeline awaits the commit two batches back before reading on), so a next page was stored.
     expect(before.encounter?.next_url).toContain('_page_after=');
     expect(s.stats.searches.find((q) => q.startsWith('/Encounter'))).toBe(new URL(before.encounter.next_url).pathname + new URL(before.encounter.next_url).search);
     expect(s.stats.requests['search:Patient']).toBe(1);

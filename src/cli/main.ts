@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { ExitCode, formatLocation, isCarepipeError } from '../errors.js';
+import { maskText } from '../http/mask.js';
 import type { CliState } from './common.js';
 import { processIO, type CliIO } from './io.js';
 import { commands } from './commands/index.js';
@@ -63,18 +64,20 @@ function reportError(err: unknown, state: CliState): number {
     // commander already printed the message (or the help).
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.OK;
     if (err.exitCode === 0) return ExitCode.OK;
-    failedJson(state, ExitCode.USAGE, { code: 'USAGE', message: err.message.replace(/^error: /, '') });
+    failedJson(state, ExitCode.USAGE, { code: 'USAGE', message: maskText(err.message.replace(/^error: /, '')) });
     return ExitCode.USAGE;
   }
+  // Messages are built from what the user gave (URLs, flag values): masked once here, whatever raised them.
   if (isCarepipeError(err)) {
-    const where = formatLocation(err.context);
-    io.stderr.write(`carepipe: ${err.message}${where && !err.message.includes(where) ? ` (${where})` : ''}\n`);
+    const where = maskText(formatLocation(err.context));
+    const message = maskText(err.message);
+    io.stderr.write(`carepipe: ${message}${where && !message.includes(where) ? ` (${where})` : ''}\n`);
     // A SQL error's position and SQLSTATE help a program point at the statement's mistake.
     const sql = err.code === 'SQL_ERROR' ? { position: err.context.position, sqlstate: err.context.sqlstate } : {};
-    failedJson(state, err.exitCode, { code: err.code, message: err.message, ...sql });
+    failedJson(state, err.exitCode, { code: err.code, message, ...sql });
     return err.exitCode;
   }
-  io.stderr.write(`carepipe: internal error, please report it with the text below\n${(err as Error)?.stack ?? String(err)}\n`);
-  failedJson(state, ExitCode.INTERNAL, { code: 'INTERNAL', message: String((err as Error)?.message ?? err) });
+  io.stderr.write(`carepipe: internal error, please report it with the text below\n${maskText((err as Error)?.stack ?? String(err))}\n`);
+  failedJson(state, ExitCode.INTERNAL, { code: 'INTERNAL', message: maskText(String((err as Error)?.message ?? err)) });
   return ExitCode.INTERNAL;
 }

@@ -4,6 +4,7 @@
  * text for people, or exactly one JSON object with --json. --quiet keeps only warnings and errors.
  */
 import type { Ora } from 'ora';
+import { maskText } from '../http/mask.js';
 import type { CliIO } from './io.js';
 
 export type LogLevel = 'info' | 'warn' | 'error';
@@ -77,9 +78,9 @@ export class Reporter {
   /** The command's result: `human` text, or `json` as one object on stdout with --json. */
   result(human: string | undefined, json: unknown): void {
     if (this.options.json) {
-      this.io.stdout.write(`${JSON.stringify(json)}\n`);
+      this.io.stdout.write(`${maskText(JSON.stringify(json))}\n`);
     } else if (!this.options.quiet && human !== undefined && human !== '') {
-      this.io.stdout.write(human.endsWith('\n') ? human : `${human}\n`);
+      this.io.stdout.write(maskText(human.endsWith('\n') ? human : `${human}\n`));
     }
   }
 
@@ -90,7 +91,10 @@ export class Reporter {
 
   private log(level: LogLevel, event: string, fields: Fields): void {
     if (this.options.quiet && level === 'info') return;
-    const entries = Object.entries(fields).filter(([, v]) => v !== undefined);
+    // Retry lines and warnings quote URLs and server text: masked here, the one way out to stderr.
+    const entries = Object.entries(fields)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]): [string, unknown] => [k, typeof v === 'string' ? maskText(v) : v]);
     if (this.options.json) {
       this.io.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level, event, ...Object.fromEntries(entries) })}\n`);
       return;

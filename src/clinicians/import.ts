@@ -10,6 +10,7 @@ import { CarepipeError } from '../errors.js';
 import type { RetryEvent } from '../http/retry.js';
 import type { RejectRecord, RunLedger } from '../db/ledger.js';
 import { inRunTransaction } from '../db/transaction.js';
+import { httpPolicy } from '../http/policy.js';
 import { ProviderSession, type HttpTotals } from './session.js';
 import { TokenStore } from './tokens.js';
 import type { BackendConfig, Clinician, ClinicianBackend } from './types.js';
@@ -20,8 +21,18 @@ export interface ImportClinicianOptions {
   maxRetries: number;
   baseDelayMs: number;
   timeoutMs: number;
+  /** Other origins the provider may send us to (--allow-origin). */
+  allowOrigins?: readonly string[];
+  /** Largest answer read into memory, in MB (--max-response-mb). */
+  maxResponseMb?: number;
   batchSize?: number;
   dryRun: boolean;
+}
+
+/** The provider's base URL: its `baseUrl` setting, else its site when that is a URL, else none (see HttpPolicy.home). */
+function providerBaseUrl(backend: ClinicianBackend, config: BackendConfig): string | undefined {
+  const candidate = config.baseUrl ?? backend.siteUrl(config);
+  return /^https?:\/\//i.test(candidate) ? candidate : undefined;
 }
 
 export interface ImportClinicianDeps {
@@ -91,6 +102,7 @@ export async function importClinicians(options: ImportClinicianOptions, deps: Im
     maxRetries: options.maxRetries,
     baseDelayMs: options.baseDelayMs,
     timeoutMs: options.timeoutMs,
+    policy: httpPolicy(providerBaseUrl(backend, options.config), { allowOrigins: options.allowOrigins, maxResponseMb: options.maxResponseMb }),
     signal: deps.signal,
     now: deps.now,
     onRetry: (e: RetryEvent) =>

@@ -5,7 +5,9 @@
  * nothing they contain is logged.
  */
 import { CarepipeError } from '../errors.js';
-import { requestOnce, safeUrl } from '../http/client.js';
+import { requestOnce } from '../http/client.js';
+import { maskUrl } from '../http/mask.js';
+import type { HttpPolicy } from '../http/policy.js';
 import { RetryableError, withRetry, type RetryEvent } from '../http/retry.js';
 import type { TokenStore } from './tokens.js';
 import {
@@ -42,6 +44,8 @@ export interface SessionOptions {
   maxRetries: number;
   baseDelayMs: number;
   timeoutMs: number;
+  /** The run's origin rule and size cap, applied to every call of the backend. */
+  policy?: HttpPolicy;
   signal: AbortSignal;
   now: () => Date;
   /** Each failed attempt that will be retried: attempt number, status or error, wait. */
@@ -77,7 +81,7 @@ export class ProviderSession implements ProviderHttp {
       this.retrying(call, async () => {
         const timeout = AbortSignal.timeout(timeoutMs);
         try {
-          return await this.counted(() => attempt(auth, { signal: AbortSignal.any([this.options.signal, timeout]), timeoutMs }));
+          return await this.counted(() => attempt(auth, { signal: AbortSignal.any([this.options.signal, timeout]), timeoutMs, policy: this.options.policy }));
         } catch (err) {
           if (this.options.signal.aborted) throw this.options.signal.reason;
           if (timeout.aborted && !(err instanceof RetryableError)) {
@@ -97,7 +101,7 @@ export class ProviderSession implements ProviderHttp {
     if (stored) {
       this.token = stored;
       this.totals.token = 'stored';
-      this.options.onEvent('token_reused', { site: safeUrl(this.site) });
+      this.options.onEvent('token_reused', { site: maskUrl(this.site) });
       return stored;
     }
     return this.authenticate();
@@ -115,7 +119,7 @@ export class ProviderSession implements ProviderHttp {
     // Stored at once, outside any batch: a run that fails later still saves the next run an /auth call.
     await this.options.tokens?.save(this.site, this.options.backend.name, token, this.options.now());
     this.options.onEvent('token_obtained', {
-      site: safeUrl(this.site),
+      site: maskUrl(this.site),
       ...(token.expiresAt ? { expires_at: token.expiresAt.toISOString() } : {}),
     });
     return token;
@@ -130,10 +134,10 @@ export class ProviderSession implements ProviderHttp {
         return await run(auth);
       } catch (err) {
         if (!(err instanceof TokenRejectedError)) throw err;
-        const what = `${call.method} ${safeUrl(call.url)}`;
+        const what = `${call.method} ${maskUrl(call.url)}`;
         if (round >= 1) {
           throw new CarepipeError('SOURCE_FAILED', `${what} refused a newly obtained token (${err.message})`, {
-            url: safeUrl(call.url),
+            url: maskUrl(call.url),
             status: err.status,
           });
         }
@@ -160,6 +164,8 @@ export class ProviderSession implements ProviderHttp {
         timeoutMs: this.options.timeoutMs,
         signal: this.options.signal,
         passStatuses: rejected,
+        policy: this.options.policy,
+        tokenEndpoint: call.tokenEndpoint,
       });
       if (rejected.includes(response.status)) throw new TokenRejectedError(`HTTP ${response.status}`, response.status);
       return parse(response);
@@ -185,7 +191,7 @@ export class ProviderSession implements ProviderHttp {
 
   private retrying<T>(call: HttpCall, attempt: () => Promise<T>): Promise<T> {
     return withRetry(attempt, {
-      what: `${call.method} ${safeUrl(call.url)}`,
+      what: `${call.method} ${maskUrl(call.url)}`,
       maxRetries: this.options.maxRetries,
       baseDelayMs: this.options.baseDelayMs,
       signal: this.options.signal,

@@ -3,6 +3,7 @@
  * the clinicians (all pages) and maps the provider's fields to ours. `import-clinicians` runs one and
  * upserts the result; the backend knows nothing of the database.
  */
+import type { HttpPolicy } from '../http/policy.js';
 
 /** A clinician in our own field names: one row of the `clinicians` table (less the bookkeeping). */
 export interface Clinician {
@@ -70,6 +71,8 @@ export type BackendConfig = Readonly<Record<string, string | undefined>>;
 export interface HttpCall {
   method: string;
   url: string;
+  /** A token endpoint (configured, or named by the server): exempt from the origin rule. */
+  tokenEndpoint?: boolean;
 }
 
 /** A failure of one attempt worth another, with its HTTP status and the server's Retry-After. */
@@ -77,6 +80,8 @@ export interface AttemptOptions {
   /** Abort signal of this attempt (the per-attempt timeout and the run's interruption). */
   signal: AbortSignal;
   timeoutMs: number;
+  /** The run's origin rule and size cap, for a client that makes its own request (src/http/client.ts). */
+  policy?: HttpPolicy;
 }
 
 /**
@@ -93,8 +98,9 @@ export interface ProviderHttp {
   /** A request with the auth header; statuses in `tokenRejectedStatuses` trigger one re-authentication. */
   authorized<T>(call: HttpCall & { headers?: Record<string, string> }, parse: (response: HttpAnswer) => T): Promise<T>;
   /**
-   * The same for a call made by a client library (fhir-kit-client): `attempt` gets the auth headers and
-   * the attempt's signal, and throws RetryableError, TokenRejectedError, or a final error.
+   * The same for a call that makes its own request (the shared FHIR search paging): `attempt` gets the
+   * auth headers, the attempt's signal and the run's HTTP policy, and throws RetryableError,
+   * TokenRejectedError, or a final error.
    */
   authorizedAttempt<T>(call: HttpCall, attempt: (headers: Record<string, string>, options: AttemptOptions) => Promise<T>): Promise<T>;
 }

@@ -1,10 +1,11 @@
 /**
  * The run ledger: one row per command that touches data (who, when, what, how many rows, outcome),
  * and the rejects table that keeps every bad record with the reason. Secrets never reach either: the
- * arguments are redacted before they get here.
+ * arguments are redacted before they get here, and what is written is masked again (src/http/mask.ts).
  */
 import os from 'node:os';
 import type { Knex } from 'knex';
+import { maskText } from '../http/mask.js';
 
 export type RunStatus = 'running' | 'succeeded' | 'partial' | 'failed' | 'abandoned';
 
@@ -77,8 +78,9 @@ export class RunLedger {
     const [row] = await knex('runs')
       .insert({
         command: options.command,
-        target: options.target ?? null,
-        arguments: JSON.stringify(options.args),
+        // Callers redact flags; masking again here keeps a URL's secrets out whatever the caller did.
+        arguments: JSON.stringify(options.args.map(maskText)),
+        target: options.target === undefined ? null : maskText(options.target),
         os_user: options.user,
         host: os.hostname(),
         pid: process.pid,
@@ -131,8 +133,8 @@ export class RunLedger {
         written_count: this.counts.written,
         unchanged_count: this.counts.unchanged,
         rejected_count: this.counts.rejected,
-        details: JSON.stringify(this.details),
-        error: error ?? null,
+        details: maskText(JSON.stringify(this.details)),
+        error: error === undefined ? null : maskText(error),
       });
   }
 }

@@ -3,10 +3,12 @@
  * (503/429/timeouts/malformed bodies retried, Retry-After honoured). Knows nothing of Postgres.
  */
 import { CarepipeError, isCarepipeError } from '../errors.js';
-import { parseJsonBody, request, safeUrl, type HttpResponse } from '../http/client.js';
+import { parseJsonBody, request, type HttpResponse } from '../http/client.js';
+import type { HttpPolicy } from '../http/policy.js';
 import type { RetryEvent } from '../http/retry.js';
 import type { DirectoryHit } from './normalise.js';
 import { buildSearchParams, searchUrl, type SearchOptions } from './query.js';
+import { maskUrl } from '../http/mask.js';
 
 export interface SearchPage {
   /** The request URL, safe to print. */
@@ -26,6 +28,8 @@ export interface DirectoryClientOptions {
   baseDelayMs?: number;
   signal?: AbortSignal;
   onRetry?: (event: RetryEvent) => void;
+  /** The run's origin rule and size cap. */
+  policy?: HttpPolicy;
 }
 
 /** Checks the CloudSearch shape; a body that is JSON but not a search result is a final failure. */
@@ -37,7 +41,7 @@ function parseSearchBody(response: HttpResponse): Omit<SearchPage, 'url'> {
     throw new CarepipeError(
       'SOURCE_FAILED',
       `the directory answered without search hits${message ? `: ${message}` : ''}`,
-      { url: safeUrl(response.url) },
+      { url: maskUrl(response.url) },
     );
   }
   const found = Number(hits.found ?? hits.hit.length);
@@ -70,10 +74,11 @@ export class DirectoryClient {
         baseDelayMs: this.options.baseDelayMs,
         signal: this.options.signal,
         onRetry: this.options.onRetry,
+        policy: this.options.policy,
         headers: { accept: 'application/json' },
         parse: parseSearchBody,
       });
-      return { url: safeUrl(url), ...page };
+      return { url: maskUrl(url), ...page };
     } catch (err) {
       // CloudSearch answers 400 to a query it cannot parse (a raw --fq, a bad sort): the user's to fix.
       if (isCarepipeError(err) && err.code === 'SOURCE_FAILED' && err.context.status === 400) {

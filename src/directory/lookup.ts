@@ -16,15 +16,18 @@ import { displayFields, toEntry, type DirectoryEntry, type DirectoryHit } from '
 import type { SearchOptions } from './query.js';
 import { saveEntries } from './store.js';
 import { groupByOrganization, LIST_COLUMNS, organizationWorkerRows } from './list.js';
+import { allowedOrigins, httpPolicy, type HttpFlags, type HttpPolicy } from '../http/policy.js';
 
 export interface DirectoryConnection {
   baseUrl: string;
   timeoutMs?: number;
   maxRetries?: number;
+  /** The origin rule and size cap of the run's HTTP. */
+  policy: HttpPolicy;
 }
 
 /** Where the directory is: `--base-url`, DIRECTORY_BASE_URL, or `directory.baseUrl` in the config file. */
-export function resolveDirectory(settings: Settings, flags: { baseUrl?: string; timeout?: number; retries?: number }): DirectoryConnection {
+export function resolveDirectory(settings: Settings, flags: HttpFlags & { baseUrl?: string; timeout?: number; retries?: number }): DirectoryConnection {
   const baseUrl = setting(settings, flags.baseUrl, 'DIRECTORY_BASE_URL', 'directory.baseUrl');
   if (!baseUrl) throw new CarepipeError('CONFIG_INVALID', 'no directory given: pass --base-url URL or set DIRECTORY_BASE_URL');
   const number = (value: number | undefined, env: string, file: string, name: string) => {
@@ -39,6 +42,7 @@ export function resolveDirectory(settings: Settings, flags: { baseUrl?: string; 
     baseUrl,
     timeoutMs: number(flags.timeout, 'DIRECTORY_TIMEOUT_MS', 'directory.timeoutMs', '--timeout'),
     maxRetries: number(flags.retries, 'DIRECTORY_RETRIES', 'directory.retries', '--retries'),
+    policy: httpPolicy(baseUrl, { allowOrigins: allowedOrigins(settings, flags), maxResponseMb: settings.maxResponseMb }),
   };
 }
 

@@ -35,7 +35,8 @@ export interface Condition {
 export function parseCondition(text: string): Condition {
   const match = /^\s*([^\s=!<>]+)\s*(>=|<=|!=|<>|=|<|>)(.*)$/s.exec(text);
   if (!match) {
-    throw new CarepipeError('USAGE', `--where '${text}': expected COLUMN=VALUE (or !=, <, <=, >, >=)`);
+    // The text is not echoed: a value typed without its column may be a patient identifier.
+    throw new CarepipeError('USAGE', '--where: a condition has no operator: expected COLUMN=VALUE (or !=, <, <=, >, >=)', { field: 'where' });
   }
   const operator = (match[2] === '<>' ? '!=' : match[2]) as Operator;
   return { column: match[1]!, operator, value: match[3]! };
@@ -177,7 +178,8 @@ export function userErrorFromDatabase(err: unknown, context: { source: string })
   }
   // class 22: data exception, e.g. a --where value that is not a number or a date for its column
   if (code?.startsWith('22')) {
-    return new CarepipeError('USAGE', `${context.source}: a flag value (--where, --since, --from, --to) does not fit its column: ${message}`);
+    // Postgres quotes the offending value ("invalid input syntax for type date: \"…\""): keep its words, not the value.
+    return new CarepipeError('USAGE', `${context.source}: a flag value (--where, --since, --from, --to) does not fit its column: ${message.replace(/"[^"]*"/g, '"****"')}`);
   }
   return undefined;
 }

@@ -7,11 +7,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
+import { httpPolicy } from '../http/policy.js';
 import type { RetryEvent } from '../http/retry.js';
 import { readFhirBulk } from '../readers/fhir-bulk.js';
-import { emptyServerStats, type ServerReadStats } from '../readers/fhir-http.js';
+import { emptyServerStats, type ServerReadStats } from './client/call.js';
 import { normalizeBaseUrl, readFhirSearch } from '../readers/fhir-search.js';
-import { createFhirAuth, type FhirAuth, type FhirAuthConfig } from './auth.js';
+import { createFhirAuth, type FhirAuth, type FhirAuthConfig } from './client/auth.js';
 import type { FhirItem } from './input.js';
 import { loadSyncStates, saveSyncState } from './sync-state.js';
 
@@ -72,6 +73,10 @@ export interface ServerSourceOptions {
   retryBaseMs?: number;
   timeoutMs?: number;
   auth: FhirAuthConfig;
+  /** Other origins the server's links may point to (--allow-origin). */
+  allowOrigins?: readonly string[];
+  /** Largest answer read into memory, in MB (--max-response-mb, default 512). */
+  maxResponseMb?: number;
   signal?: AbortSignal;
   onRetry?: (event: RetryEvent) => void;
   onProgress?: (message: string) => void;
@@ -109,7 +114,8 @@ export async function openServerSource(knex: Knex, options: ServerSourceOptions)
     throw new CarepipeError('USAGE', `--since ${JSON.stringify(options.since)} is not a date or instant (e.g. 2024-01-01T00:00:00Z)`, { field: 'since' });
   }
   const retry = { maxRetries: options.maxRetries, ...(options.retryBaseMs !== undefined ? { baseDelayMs: options.retryBaseMs } : {}) };
-  const auth = createFhirAuth(options.auth, server, { ...retry, signal: options.signal, onRetry: options.onRetry });
+  const policy = httpPolicy(server, { allowOrigins: options.allowOrigins, maxResponseMb: options.maxResponseMb });
+  const auth = createFhirAuth(options.auth, server, { ...retry, signal: options.signal, onRetry: options.onRetry }, policy);
   const states = await loadSyncStates(knex, server);
   const stats = emptyServerStats();
   const common = {
@@ -121,6 +127,7 @@ export async function openServerSource(knex: Knex, options: ServerSourceOptions)
     auth,
     retry,
     stats,
+    policy,
     timeoutMs: options.timeoutMs,
     signal: options.signal,
     onRetry: options.onRetry,

@@ -1,9 +1,12 @@
 /**
- * One HTTP request with a timeout, its failure sorted into retryable or final, and the same wrapped in
- * the retry layer. Used by every remote reader; they add authentication and parsing on top.
+ * The one HTTP client: a request with a timeout, the origin rule and the body size cap of the run's
+ * policy (src/http/policy.ts), its failure sorted into retryable or final, and the same wrapped in the
+ * retry layer. Used by every remote reader and backend; they add authentication and parsing on top.
  */
 import { CarepipeError } from '../errors.js';
 import { exceedsJsonDepth, tooDeepMessage } from '../readers/json-limits.js';
+import { maskUrl } from './mask.js';
+import { checkOrigin, tooLarge, type HttpPolicy } from './policy.js';
 import { parseRetryAfter, RetryableError, withRetry, type RetryOptions } from './retry.js';
 
 export interface HttpResponse {
@@ -22,6 +25,13 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Statuses handed back to the caller instead of thrown (for example 401 for re-authentication). */
   passStatuses?: number[];
+  /** The run's origin rule and size cap; without one, any origin and any size (tests of the layer itself). */
+  policy?: HttpPolicy;
+  /**
+   * A SMART token endpoint: configured by the user or named by the server's own configuration, so it
+   * is exempt from the origin rule (the size cap still holds).
+   */
+  tokenEndpoint?: boolean;
 }
 
 /** Status codes worth another attempt. 401 is the caller's business (refresh the token). */
@@ -29,32 +39,19 @@ export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || status >= 500;
 }
 
-/** A URL as it may appear in logs: no credentials, no query values that look like secrets. */
-export function safeUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    parsed.username = '';
-    parsed.password = '';
-    for (const key of [...parsed.searchParams.keys()]) {
-      if (/token|secret|key|password|code/i.test(key)) parsed.searchParams.set(key, '****');
-    }
-    return parsed.toString();
-  } catch {
-    return '<invalid url>';
-  }
-}
-
 /** One attempt. Throws RetryableError or a final CarepipeError (SOURCE_FAILED / SOURCE_UNREACHABLE). */
 export async function requestOnce(url: string, options: RequestOptions = {}): Promise<HttpResponse> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  if (!options.tokenEndpoint) checkOrigin(options.policy, url);
   let response: Response;
   let text: string;
   try {
     response = await fetch(url, { method: options.method ?? 'GET', headers: options.headers, body: options.body, signal });
-    text = await response.text();
+    text = await readText(response, options.policy, options.method ?? 'GET', url);
   } catch (err) {
+    if (err instanceof CarepipeError) throw err;
     if (options.signal?.aborted) throw options.signal.reason;
     if (timeout.aborted) throw new RetryableError(`timeout after ${timeoutMs} ms`);
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
@@ -67,9 +64,36 @@ export async function requestOnce(url: string, options: RequestOptions = {}): Pr
   }
   throw new CarepipeError(
     'SOURCE_FAILED',
-    `${options.method ?? 'GET'} ${safeUrl(url)} answered HTTP ${response.status}${describeBody(text)}`,
-    { url: safeUrl(url), status: response.status },
+    `${options.method ?? 'GET'} ${maskUrl(url)} answered HTTP ${response.status}${describeBody(text)}`,
+    { url: maskUrl(url), status: response.status },
   );
+}
+
+/**
+ * The body as text, read chunk by chunk so that an answer over the policy's cap is stopped before it
+ * fills memory (a Content-Length over the cap is refused before reading at all).
+ */
+export async function readText(response: Response, policy: HttpPolicy | undefined, method: string, url: string): Promise<string> {
+  if (!policy) return response.text();
+  const declared = Number(response.headers.get('content-length'));
+  if (Number.isFinite(declared) && declared > policy.maxResponseBytes) {
+    await response.body?.cancel().catch(() => undefined);
+    throw tooLarge(policy, method, url);
+  }
+  if (!response.body) return '';
+  const decoder = new TextDecoder();
+  const parts: string[] = [];
+  let bytes = 0;
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    bytes += chunk.byteLength;
+    if (bytes > policy.maxResponseBytes) {
+      await response.body.cancel().catch(() => undefined);
+      throw tooLarge(policy, method, url);
+    }
+    parts.push(decoder.decode(chunk, { stream: true }));
+  }
+  parts.push(decoder.decode());
+  return parts.join('');
 }
 
 /** The server's own words for an error: an OperationOutcome's diagnostics, a JSON message, or short text. */
@@ -102,7 +126,7 @@ export async function request<T = HttpResponse>(
       const response = await requestOnce(url, options);
       return options.parse ? options.parse(response) : (response as unknown as T);
     },
-    { ...options, what: `${options.method ?? 'GET'} ${safeUrl(url)}` },
+    { ...options, what: `${options.method ?? 'GET'} ${maskUrl(url)}` },
   );
 }
 
@@ -116,7 +140,7 @@ export function parseJsonBody<T = unknown>(response: HttpResponse): T {
   }
   // What reads the body next may recurse: the readers' depth limit holds for every source.
   if (exceedsJsonDepth(body)) {
-    throw new CarepipeError('SOURCE_FAILED', `${safeUrl(response.url)} answered ${tooDeepMessage()}`, { url: safeUrl(response.url) });
+    throw new CarepipeError('SOURCE_FAILED', `${maskUrl(response.url)} answered ${tooDeepMessage()}`, { url: maskUrl(response.url) });
   }
   return body as T;
 }

@@ -7,14 +7,17 @@
  */
 import { Readable } from 'node:stream';
 import { CarepipeError } from '../errors.js';
-import { safeUrl } from '../http/client.js';
+
+import { readText } from '../http/client.js';
+import { checkOrigin, type HttpPolicy } from '../http/policy.js';
 import { backoffMs, DEFAULT_RETRY, RetryableError } from '../http/retry.js';
 import type { FhirItem } from '../fhir/input.js';
 import { ReasonCodes } from './fhir-files.js';
 import { exceedsJsonDepth, tooDeepMessage } from './json-limits.js';
 import { readLines } from './ndjson.js';
-import { classify, emptyServerStats, HttpStatusError, interruptedError, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
+import { classify, emptyServerStats, HttpStatusError, interruptedError, serverCall, type ServerCallOptions, type ServerReadStats } from '../fhir/client/call.js';
 import { normalizeBaseUrl, searchCheckpointKey, type SearchState } from './fhir-search.js';
+import { maskUrl } from '../http/mask.js';
 
 /** Turns an ndjson byte stream into items with 1-based line numbers. */
 export type NdjsonReader = (input: Readable, source: string, signal?: AbortSignal) => AsyncIterable<FhirItem>;
@@ -94,11 +97,18 @@ export async function* readNdjsonLines(input: Readable, source: string, signal?:
 
 const MAX_RAW = 1024 * 1024;
 
-/** fetch that throws HttpStatusError for a non-2xx answer (body read as text for the OperationOutcome). */
-async function fetchChecked(url: string, init: RequestInit): Promise<Response> {
+/**
+ * fetch under the run's origin rule (a status or file URL on another host is refused before any
+ * credential leaves), throwing HttpStatusError for a non-2xx answer (body read for the OperationOutcome).
+ */
+async function fetchChecked(url: string, init: RequestInit, policy: HttpPolicy | undefined): Promise<Response> {
+  checkOrigin(policy, url);
   const response = await fetch(url, init);
   if (response.status >= 200 && response.status < 300) return response;
-  const body = await response.text().catch(() => '');
+  const body = await readText(response, policy, init.method ?? 'GET', url).catch((err: unknown) => {
+    if (err instanceof CarepipeError) throw err;
+    return '';
+  });
   throw new HttpStatusError({ status: response.status, headers: response.headers, body }, url);
 }
 
@@ -129,18 +139,18 @@ export async function* readFhirBulk(options: BulkReaderOptions): AsyncGenerator<
   if (since) kickOff.searchParams.set('_since', since);
 
   const statusUrl = await serverCall('GET', kickOff.toString(), call, async (authorization, signal) => {
-    const response = await fetchChecked(kickOff.toString(), { headers: headersWith(authorization, { accept: 'application/fhir+json', prefer: 'respond-async' }), signal });
+    const response = await fetchChecked(kickOff.toString(), { headers: headersWith(authorization, { accept: 'application/fhir+json', prefer: 'respond-async' }), signal }, call.policy);
     await response.body?.cancel();
     const location = response.headers.get('content-location');
     if (response.status !== 202 || !location) {
-      throw new CarepipeError('SOURCE_FAILED', `GET ${safeUrl(kickOff.toString())} answered HTTP ${response.status} without a Content-Location: the server did not start an asynchronous export`, { url: safeUrl(kickOff.toString()) });
+      throw new CarepipeError('SOURCE_FAILED', `GET ${maskUrl(kickOff.toString())} answered HTTP ${response.status} without a Content-Location: the server did not start an asynchronous export`, { url: maskUrl(kickOff.toString()) });
     }
     return new URL(location, kickOff).toString();
   });
 
   try {
     const manifest = await poll(statusUrl, options, call, sleep);
-    for (const problem of manifest.error ?? []) options.onWarning?.(`the export reports errors for ${problem.type} in ${safeUrl(problem.url)}`);
+    for (const problem of manifest.error ?? []) options.onWarning?.(`the export reports errors for ${problem.type} in ${maskUrl(problem.url)}`);
     for (const output of manifest.output ?? []) {
       yield* downloadFile(output.url, manifest.requiresAccessToken !== false, options, call, readNdjson, sleep);
       stats.files++;
@@ -151,17 +161,17 @@ export async function* readFhirBulk(options: BulkReaderOptions): AsyncGenerator<
       const key = searchCheckpointKey(baseUrl, type);
       const stored = options.fullRefresh ? null : (options.states?.get(key)?.lastUpdated ?? null);
       const lastUpdated = stored && Date.parse(stored) > Date.parse(manifest.transactionTime) ? stored : manifest.transactionTime;
-      yield { kind: 'checkpoint', source: safeUrl(statusUrl), key, state: { lastUpdated, nextUrl: null } satisfies SearchState };
+      yield { kind: 'checkpoint', source: maskUrl(statusUrl), key, state: { lastUpdated, nextUrl: null } satisfies SearchState };
     }
   } finally {
     // The job holds files on the server: delete it whatever happened, without failing the run for it.
     try {
       await serverCall('DELETE', statusUrl, { ...call, retry: { ...call.retry, maxRetries: 1 }, signal: undefined }, async (authorization, signal) => {
-        const response = await fetchChecked(statusUrl, { method: 'DELETE', headers: headersWith(authorization, { accept: 'application/fhir+json' }), signal });
+        const response = await fetchChecked(statusUrl, { method: 'DELETE', headers: headersWith(authorization, { accept: 'application/fhir+json' }), signal }, call.policy);
         await response.body?.cancel();
       });
     } catch (err) {
-      options.onWarning?.(`could not delete the export job ${safeUrl(statusUrl)}: ${(err as Error).message}`);
+      options.onWarning?.(`could not delete the export job ${maskUrl(statusUrl)}: ${(err as Error).message}`);
     }
   }
 }
@@ -172,12 +182,12 @@ async function poll(statusUrl: string, options: BulkReaderOptions, call: ServerC
   const maxWait = options.maxPollWaitMs ?? 60_000;
   for (;;) {
     const answer = await serverCall('GET', statusUrl, call, async (authorization, signal) => {
-      const response = await fetchChecked(statusUrl, { headers: headersWith(authorization, { accept: 'application/json' }), signal });
+      const response = await fetchChecked(statusUrl, { headers: headersWith(authorization, { accept: 'application/json' }), signal }, call.policy);
       if (response.status === 202) {
         await response.body?.cancel();
         return { done: false as const, progress: response.headers.get('x-progress'), retryAfter: response.headers.get('retry-after') };
       }
-      const text = await response.text();
+      const text = await readText(response, call.policy, 'GET', statusUrl);
       let manifest: Manifest;
       try {
         manifest = JSON.parse(text) as Manifest;
@@ -185,14 +195,14 @@ async function poll(statusUrl: string, options: BulkReaderOptions, call: ServerC
         throw new RetryableError('malformed JSON body', response.status);
       }
       if (!Array.isArray(manifest.output) || typeof manifest.transactionTime !== 'string') {
-        throw new CarepipeError('SOURCE_FAILED', `GET ${safeUrl(statusUrl)} answered a manifest without output or transactionTime`, { url: safeUrl(statusUrl) });
+        throw new CarepipeError('SOURCE_FAILED', `GET ${maskUrl(statusUrl)} answered a manifest without output or transactionTime`, { url: maskUrl(statusUrl) });
       }
       return { done: true as const, manifest };
     });
     if (answer.done) return answer.manifest;
     if (answer.progress) options.onProgress?.(answer.progress);
     if (Date.now() - started > timeoutMs) {
-      throw new CarepipeError('SOURCE_FAILED', `the export at ${safeUrl(statusUrl)} was not ready after ${Math.round(timeoutMs / 1000)} s`, { url: safeUrl(statusUrl) });
+      throw new CarepipeError('SOURCE_FAILED', `the export at ${maskUrl(statusUrl)} was not ready after ${Math.round(timeoutMs / 1000)} s`, { url: maskUrl(statusUrl) });
     }
     const seconds = answer.retryAfter !== null ? Number(answer.retryAfter) : NaN;
     const wait = Number.isFinite(seconds) ? seconds * 1000 : (options.pollIntervalMs ?? 2000);
@@ -212,13 +222,13 @@ async function* downloadFile(
   sleep: NonNullable<BulkReaderOptions['sleep']>,
 ): AsyncGenerator<FhirItem> {
   const maxRetries = options.retry?.maxRetries ?? DEFAULT_RETRY.maxRetries;
-  const source = safeUrl(url);
+  const source = maskUrl(url);
   let linesDone = 0;
   for (let attempt = 1; ; attempt++) {
     // The request itself (status, auth, 429/503) goes through the retry layer.
     // (The attempt's timeout signal is not passed on: it would cut a long transfer.)
     const response = await serverCall('GET', url, { ...call, auth: withToken ? call.auth : noAuth }, (authorization) =>
-      fetchChecked(url, { headers: headersWith(authorization, { accept: 'application/fhir+ndjson' }), signal: options.signal }),
+      fetchChecked(url, { headers: headersWith(authorization, { accept: 'application/fhir+ndjson' }), signal: options.signal }, call.policy),
     );
     if (!response.body) return;
     try {

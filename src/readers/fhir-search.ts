@@ -1,18 +1,19 @@
 /**
  * FHIR search reader: for each resource type, a search with `_count` (and `_lastUpdated=gt{cursor}` when
- * incremental) through fhir-kit-client, following `Bundle.link[next]` to the end. After each page it
- * yields a checkpoint carrying the cursor (the highest meta.lastUpdated seen) and the next-page URL, so
- * that the pipeline commits the page's rows and the cursor together and an interrupted run resumes at
- * the first uncommitted page. Knows nothing of the database: the stored states come in as a map.
+ * incremental) through the shared search paging (src/fhir/client/search.ts), following `Bundle.link[next]`
+ * to the end. After each page it yields a checkpoint carrying the cursor (the highest meta.lastUpdated
+ * seen) and the next-page URL, so that the pipeline commits the page's rows and the cursor together and
+ * an interrupted run resumes at the first uncommitted page. Knows nothing of the database: the stored
+ * states come in as a map.
  */
-import { Client } from 'fhir-kit-client';
 import type { Bundle, FhirResource } from 'fhir/r4.js';
 import { CarepipeError } from '../errors.js';
-import { safeUrl } from '../http/client.js';
+import { fetchBundleOnce, searchPages, searchUrl } from '../fhir/client/search.js';
 import type { FhirItem } from '../fhir/input.js';
+import { emptyServerStats, HttpStatusError, serverCall, type ServerCallOptions, type ServerReadStats } from '../fhir/client/call.js';
+import { maskUrl } from '../http/mask.js';
 import { ReasonCodes } from './fhir-files.js';
 import { exceedsJsonDepth, tooDeepMessage } from './json-limits.js';
-import { emptyServerStats, serverCall, type ServerCallOptions, type ServerReadStats } from './fhir-http.js';
 
 /** What is remembered per server and type between runs (table fhir_sync_state). */
 export interface SearchState {
@@ -62,7 +63,6 @@ function later(a: string | null, b: string | undefined): string | null {
 export async function* readFhirSearch(options: SearchReaderOptions): AsyncGenerator<FhirItem> {
   const baseUrl = normalizeBaseUrl(options.baseUrl);
   const stats = options.stats ?? emptyServerStats();
-  const client = new Client({ baseUrl });
   const call = { ...options, stats };
   if (options.since !== undefined && Number.isNaN(Date.parse(options.since))) {
     throw new CarepipeError('USAGE', `--since ${JSON.stringify(options.since)} is not a date or instant (e.g. 2024-01-01T00:00:00Z)`, { field: 'since' });
@@ -74,57 +74,61 @@ export async function* readFhirSearch(options: SearchReaderOptions): AsyncGenera
     // --since overrides the cursor; a stored next page wins over both (the pass it belongs to is unfinished).
     const since = options.since ?? stored?.lastUpdated ?? undefined;
     let cursor: string | null = options.fullRefresh ? (options.since ?? null) : later(stored?.lastUpdated ?? null, options.since);
-    let pageUrl: string | undefined = options.since === undefined ? (stored?.nextUrl ?? undefined) : undefined;
-    let previous: Bundle | undefined;
+    const searchParams: Record<string, string> = { _count: String(options.count ?? 100), _sort: '_lastUpdated' };
+    if (since) searchParams._lastUpdated = `gt${since}`;
+    const firstUrl = searchUrl(baseUrl, type, searchParams);
+    let resumeUrl: string | undefined = options.since === undefined ? (stored?.nextUrl ?? undefined) : undefined;
 
     for (;;) {
-      const resumeUrl = pageUrl;
-      const searchParams: Record<string, string> = { _count: String(options.count ?? 100), _sort: '_lastUpdated' };
-      if (since) searchParams._lastUpdated = `gt${since}`;
-      const target = previous?.link?.find((l) => l.relation === 'next')?.url ?? resumeUrl ?? `${baseUrl}/${type}?${new URLSearchParams(searchParams)}`;
-      let bundle: Bundle;
+      let pagesRead = 0;
       try {
-        bundle = (await serverCall('GET', target, call, async (authorization, signal): Promise<unknown> => {
-          const requestOptions: { headers: Record<string, string>; signal: AbortSignal } = { headers: authorization ? { authorization } : {}, signal };
-          if (previous) return client.nextPage({ bundle: previous as unknown as Parameters<Client['nextPage']>[0]['bundle'], options: requestOptions });
-          if (resumeUrl) return client.request(resumeUrl, { options: requestOptions });
-          return client.search({ resourceType: type, searchParams, options: requestOptions });
-        })) as Bundle;
+        for await (const { url, bundle, next } of searchPages(resumeUrl ?? firstUrl, (url) => getBundle(url, call))) {
+          pagesRead++;
+          stats.pages++;
+          const source = maskUrl(url);
+          const entries = bundle.entry ?? [];
+          for (let i = 0; i < entries.length; i++) {
+            const entry = entries[i];
+            if (entry.search?.mode && entry.search.mode !== 'match') continue;
+            const resource = entry.resource;
+            if (exceedsJsonDepth(resource)) {
+              yield { kind: 'invalid', source, entry: i, reasonCode: ReasonCodes.TOO_DEEP, message: tooDeepMessage(), field: 'entry.resource' };
+              continue;
+            }
+            if (!resource || typeof resource !== 'object' || !resource.resourceType || typeof resource.id !== 'string' || !resource.id) {
+              yield { kind: 'invalid', source, entry: i, reasonCode: 'RESOURCE_INVALID', message: 'search entry without a resource with resourceType and id', field: 'entry.resource', raw: JSON.stringify(entry).slice(0, 10_000) };
+              continue;
+            }
+            cursor = later(cursor, resource.meta?.lastUpdated);
+            yield { kind: 'resource', source, entry: i, resource: resource as FhirResource & { id: string } };
+          }
+          yield { kind: 'checkpoint', source, key, state: { lastUpdated: cursor, nextUrl: next === url ? null : (next ?? null) } satisfies SearchState };
+        }
+        break;
       } catch (err) {
         // Servers let paging links expire: start the pass again from the committed cursor.
         const status = err instanceof CarepipeError ? err.context.status : undefined;
-        if (resumeUrl && !previous && (status === 404 || status === 410)) {
-          pageUrl = undefined;
+        if (resumeUrl && pagesRead === 0 && (status === 404 || status === 410)) {
+          resumeUrl = undefined;
           continue;
         }
         throw err;
       }
-      stats.pages++;
-      const source = safeUrl(target);
-      if (bundle?.resourceType !== 'Bundle') {
-        throw new CarepipeError('SOURCE_FAILED', `${source} answered a ${String((bundle as { resourceType?: unknown })?.resourceType ?? 'non-FHIR body')} where a searchset Bundle was expected`, { url: source });
-      }
-      const entries = bundle.entry ?? [];
-      for (let i = 0; i < entries.length; i++) {
-        const entry = entries[i];
-        if (entry.search?.mode && entry.search.mode !== 'match') continue;
-        const resource = entry.resource;
-        if (exceedsJsonDepth(resource)) {
-          yield { kind: 'invalid', source, entry: i, reasonCode: ReasonCodes.TOO_DEEP, message: tooDeepMessage(), field: 'entry.resource' };
-          continue;
-        }
-        if (!resource || typeof resource !== 'object' || !resource.resourceType || typeof resource.id !== 'string' || !resource.id) {
-          yield { kind: 'invalid', source, entry: i, reasonCode: 'RESOURCE_INVALID', message: 'search entry without a resource with resourceType and id', field: 'entry.resource', raw: JSON.stringify(entry).slice(0, 10_000) };
-          continue;
-        }
-        cursor = later(cursor, resource.meta?.lastUpdated);
-        yield { kind: 'resource', source, entry: i, resource: resource as FhirResource & { id: string } };
-      }
-      const next = bundle.link?.find((l) => l.relation === 'next')?.url;
-      yield { kind: 'checkpoint', source, key, state: { lastUpdated: cursor, nextUrl: next ?? null } satisfies SearchState };
-      if (!next || next === target) break;
-      previous = bundle;
-      pageUrl = undefined;
     }
   }
+}
+
+/** One page through the server call discipline (retries, token refresh on 401, the run's HTTP policy). */
+function getBundle(url: string, call: ServerCallOptions): Promise<Bundle> {
+  return serverCall('GET', url, call, async (authorization, signal) => {
+    const { response, bundle } = await fetchBundleOnce(url, {
+      headers: authorization ? { authorization } : {},
+      signal,
+      timeoutMs: call.timeoutMs ?? 30_000,
+      policy: call.policy,
+      passStatuses: [401],
+    });
+    if (!bundle) throw new HttpStatusError({ status: response.status, headers: response.headers, body: response.text }, url);
+    return bundle;
+  });
 }

@@ -2,10 +2,11 @@ import { Command, Option } from 'commander';
 import type { CommonFlags } from '../../config.js';
 import { CarepipeError } from '../../errors.js';
 import { prepare, runCommand, wholeNumber, withCommonOptions, type CliState, type OptionalFlags } from '../common.js';
+import { withHttpOptions, type HttpFlags } from '../http-options.js';
 import type { ImportMode, ListFormat } from '../../directory/lookup.js';
 import type { QueryParser, SearchOptions } from '../../directory/query.js';
 
-interface DirectoryFlags extends CommonFlags {
+interface DirectoryFlags extends CommonFlags, HttpFlags {
   baseUrl?: string;
   timeout?: number;
   retries?: number;
@@ -38,7 +39,7 @@ interface ListFlags extends CommonFlags {
 }
 
 function withDirectoryOptions(command: Command, optional: OptionalFlags = {}): Command {
-  return withCommonOptions(command, optional)
+  return withHttpOptions(withCommonOptions(command, optional))
     .option('--base-url <url>', 'the directory gateway (env DIRECTORY_BASE_URL)')
     .option('--timeout <ms>', 'time allowed per request (env DIRECTORY_TIMEOUT_MS, default 10000)', wholeNumber('--timeout'))
     .option('--retries <n>', 'retries after a failed request (env DIRECTORY_RETRIES, default 5)', wholeNumber('--retries'));

@@ -44,7 +44,11 @@ function ledgerArgs(source: string | undefined, flags: ExportCsvFlags): string[]
   if (flags.output) args.push('-o', flags.output);
   args.push('--profile', flags.profile);
   if (flags.birthDate) args.push('--birth-date', flags.birthDate);
-  for (const where of flags.where) args.push('--where', where.replace(/^(\s*[^\s=!<>]+\s*(?:>=|<=|!=|<>|=|<|>)).*$/s, '$1****'));
+  for (const where of flags.where) {
+    const column = /^(\s*[^\s=!<>]+\s*(?:>=|<=|!=|<>|=|<|>))/s.exec(where);
+    // Without an operator there is no telling column from value: keep none of it.
+    args.push('--where', column ? `${column[1]}****` : '****');
+  }
   if (flags.since) args.push('--since', flags.since);
   if (flags.columns) args.push('--columns', flags.columns);
   for (const key of ['by', 'period', 'from', 'to', 'chart'] as const) if (flags[key]) args.push(`--${key}`, flags[key]!);

@@ -5,8 +5,9 @@ import { checkConfig, envName } from '../../clinicians/import.js';
 import { builtinRegistry, loadBackendModule } from '../../clinicians/registry.js';
 import type { BackendConfig, ClinicianBackend } from '../../clinicians/types.js';
 import { prepare, runCommand, wholeNumber, withCommonOptions, type CliState } from '../common.js';
+import { allowedOrigins, withHttpOptions, type HttpFlags } from '../http-options.js';
 
-interface ImportCliniciansFlags extends CommonFlags {
+interface ImportCliniciansFlags extends CommonFlags, HttpFlags {
   backendModule?: string;
   baseUrl?: string;
   tokenUrl?: string;
@@ -53,7 +54,7 @@ function numberSetting(settings: Settings, flag: number | undefined, env: string
 export function registerImportClinicians(program: Command, state: CliState): void {
   const registry = builtinRegistry();
   const width = Math.max(...registry.names().map((n) => n.length));
-  withCommonOptions(
+  withHttpOptions(withCommonOptions(
     program
       .command('import-clinicians')
       .description('fetch clinicians from a provider backend and upsert them into the clinicians table')
@@ -76,7 +77,7 @@ export function registerImportClinicians(program: Command, state: CliState): voi
           .join('\n')}\n\nExamples:\n  NOTEWORTH_BASE_URL=https://api.noteworth.example carepipe import-clinicians noteworth\n  carepipe import-clinicians fhir-practitioner --base-url https://fhir.example/r4\n`,
       ),
     { dryRun: true },
-  ).action(async (name: string | undefined, flags: ImportCliniciansFlags, command: Command) => {
+  )).action(async (name: string | undefined, flags: ImportCliniciansFlags, command: Command) => {
     let backend: ClinicianBackend;
     if (flags.backendModule) {
       backend = await loadBackendModule(flags.backendModule, state.io.cwd);
@@ -101,6 +102,8 @@ export function registerImportClinicians(program: Command, state: CliState): voi
           maxRetries: numberSetting(settings, flags.maxRetries, 'CAREPIPE_MAX_RETRIES', 'maxRetries', 5),
           baseDelayMs: numberSetting(settings, flags.retryDelay, 'CAREPIPE_RETRY_DELAY', 'retryDelay', 500),
           timeoutMs: numberSetting(settings, flags.timeout, 'CAREPIPE_HTTP_TIMEOUT', 'httpTimeout', 10) * 1000,
+          allowOrigins: allowedOrigins(settings, flags),
+          maxResponseMb: settings.maxResponseMb,
           batchSize: flags.batchSize || undefined,
           dryRun: settings.dryRun,
         },

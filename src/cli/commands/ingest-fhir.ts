@@ -2,10 +2,12 @@ import { Command } from 'commander';
 import type { CommonFlags } from '../../config.js';
 import { CarepipeError } from '../../errors.js';
 import { resolveFhirAuth, type FhirAuthFlags } from '../../fhir/server-source.js';
-import { safeUrl } from '../../http/client.js';
-import { runCommand, wholeNumber, withCommonOptions, type CliState } from '../common.js';
 
-interface IngestFhirFlags extends CommonFlags, FhirAuthFlags {
+import { runCommand, wholeNumber, withCommonOptions, type CliState } from '../common.js';
+import { allowedOrigins, withHttpOptions, type HttpFlags } from '../http-options.js';
+import { maskUrl } from '../../http/mask.js';
+
+interface IngestFhirFlags extends CommonFlags, FhirAuthFlags, HttpFlags {
   view: string[];
   fullRefresh?: boolean;
   batchSize?: number;
@@ -21,7 +23,7 @@ interface IngestFhirFlags extends CommonFlags, FhirAuthFlags {
 }
 
 export function registerIngestFhir(program: Command, state: CliState): void {
-  withCommonOptions(
+  withHttpOptions(withCommonOptions(
     program
       .command('ingest-fhir')
       .description('load FHIR R4 files (Bundles, Bulk Data ndjson, single resources; .gz too) into fhir_resources and flat tables')
@@ -46,7 +48,7 @@ export function registerIngestFhir(program: Command, state: CliState): void {
       .option('--smart-token-url <url>', 'token endpoint (default: from .well-known/smart-configuration)')
       .option('--smart-scope <scope>', 'scope to ask (default system/*.read)'),
     { dryRun: true },
-  ).action(async (paths: string[], flags: IngestFhirFlags, command: Command) => {
+  )).action(async (paths: string[], flags: IngestFhirFlags, command: Command) => {
     // The command line as typed, for the ledger (runCommand redacts secrets from it).
     const argv = (command.parent as unknown as { rawArgs?: string[] } | null)?.rawArgs ?? ['ingest-fhir', ...paths];
     if (flags.server && paths.length > 0) throw new CarepipeError('USAGE', 'give either paths or --server, not both');
@@ -57,7 +59,7 @@ export function registerIngestFhir(program: Command, state: CliState): void {
     if (flags.server && (flags.workers !== undefined || flags.queue !== undefined)) throw new CarepipeError('USAGE', '--workers and --queue share files, not a server pull');
     const shared = (flags.workers ?? 0) > 1 || flags.queue !== undefined;
     // Runs on different servers may overlap; two runs on one server may not.
-    const target = flags.server ? safeUrl(flags.server).replace(/\/+$/, '') : undefined;
+    const target = flags.server ? maskUrl(flags.server).replace(/\/+$/, '') : undefined;
     await runCommand(state, flags, { name: 'ingest-fhir', argv, target, lock: !shared }, async ({ db, ledger, reporter, signal, io, settings }) => {
       const [{ runIngestFhir }, { DEFAULT_LEASE_SECONDS }] = await Promise.all([import('../../fhir/ingest-run.js'), import('../../fhir/ingest-queue.js')]);
       const leaseSeconds = flags.lease || DEFAULT_LEASE_SECONDS;
@@ -75,6 +77,8 @@ export function registerIngestFhir(program: Command, state: CliState): void {
             count: flags.pageSize || undefined,
             maxRetries: flags.maxRetries,
             auth: resolveFhirAuth(flags, settings.env, io.cwd),
+            allowOrigins: allowedOrigins(settings, flags),
+            maxResponseMb: settings.maxResponseMb,
           }
         : undefined;
       return runIngestFhir(

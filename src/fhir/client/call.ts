@@ -4,10 +4,12 @@
  * 429/503 honour Retry-After; 408, 5xx, network errors, timeouts and malformed bodies back off; other
  * 4xx fail at once with the server's OperationOutcome text.
  */
-import { CarepipeError } from '../errors.js';
-import { describeBody, isRetryableStatus, safeUrl } from '../http/client.js';
-import { parseRetryAfter, RetryableError, withRetry, type RetryEvent, type RetryOptions } from '../http/retry.js';
-import type { FhirAuth } from '../fhir/auth.js';
+import { CarepipeError } from '../../errors.js';
+import { describeBody, isRetryableStatus } from '../../http/client.js';
+import { parseRetryAfter, RetryableError, withRetry, type RetryEvent, type RetryOptions } from '../../http/retry.js';
+import type { FhirAuth } from './auth.js';
+import type { HttpPolicy } from '../../http/policy.js';
+import { maskUrl } from '../../http/mask.js';
 
 /** What a server reader did, for the run summary. */
 export interface ServerReadStats {
@@ -30,6 +32,8 @@ export interface ServerCallOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
   stats?: ServerReadStats;
+  /** The run's origin rule and size cap (src/http/policy.ts). */
+  policy?: HttpPolicy;
 }
 
 /** Details of a failed HTTP answer, whichever client produced it. */
@@ -50,14 +54,9 @@ export class HttpStatusError extends Error {
   }
 }
 
-/** The thrown value of fhir-kit-client (or fetch) as an HttpFailure, or undefined for a network error. */
+/** The HttpFailure a call threw, or undefined for a network error or a final CarepipeError. */
 export function failureOf(err: unknown): HttpFailure | undefined {
-  if (err instanceof HttpStatusError) return err.failure;
-  const e = err as { response?: { status?: number; data?: unknown }; config?: { headers?: Headers } };
-  if (e?.response && typeof e.response.status === 'number') {
-    return { status: e.response.status, headers: e.config?.headers instanceof Headers ? e.config.headers : undefined, body: e.response.data };
-  }
-  return undefined;
+  return err instanceof HttpStatusError ? err.failure : undefined;
 }
 
 function bodyText(body: unknown): string {
@@ -76,10 +75,6 @@ export function classify(err: unknown, what: string, timeout?: AbortSignal, sign
     return new RetryableError(`network error: ${cause?.code ?? cause?.message ?? (err as Error)?.message ?? String(err)}`);
   }
   const { status } = failure;
-  if (status >= 200 && status < 300) {
-    // fhir-kit-client throws for a 2xx body that is not JSON: a cut or spoiled page.
-    return new RetryableError('malformed JSON body', status);
-  }
   if (isRetryableStatus(status)) return new RetryableError(`HTTP ${status}`, status, parseRetryAfter(failure.headers?.get('retry-after') ?? null));
   return new CarepipeError('SOURCE_FAILED', `${what} answered HTTP ${status}${describeBody(bodyText(failure.body))}`, { url: what.replace(/^\w+ /, ''), status });
 }
@@ -99,7 +94,7 @@ export async function serverCall<T>(
   options: ServerCallOptions,
   call: (authorization: string | undefined, signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
-  const what = `${method} ${safeUrl(url)}`;
+  const what = `${method} ${maskUrl(url)}`;
   const stats = options.stats;
   const attempt = async (): Promise<T> => {
     let refreshed = false;
