@@ -55,7 +55,7 @@ function backToTextSql(column: string, sqlType: string): string {
   if (sqlType === 'numeric') return `${c}::text`;
   if (sqlType === 'date') return `to_char(${c}, 'YYYY-MM-DD')`;
   // Fractional seconds only when there are some: 2015-01-13T15:33:34Z, 2015-01-13T15:33:34.5Z.
-  return `regexp_replace(to_char(${c} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '\\.?0+$', '') || 'Z'`;
+  return `rtrim(rtrim(to_char(${c} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '0'), '.') || 'Z'`;
 }
 
 /** Tables of the current schema that carry the flat-table bookkeeping columns. */
