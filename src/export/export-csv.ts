@@ -219,7 +219,7 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
       if (!known.has(c.column)) throw usage(`--where: ${name} has no column '${c.column}' (it has: ${[...known].join(', ')})`, { field: c.column });
       const type = await read.misfit(c.value, fields.find((f) => f.name === c.column)!.oid);
       // The value is left out of the message: it may be patient data (a birth date), and errors reach the ledger.
-      if (type) throw usage(`--where ${c.column}: the value given is not a ${type}, the type of ${name}.${c.column}`, { field: c.column });
+      if (type) throw usage(`--where ${c.column}: the value given does not fit its column ${name}.${c.column}, of type ${type}`, { field: c.column });
     }
     let since: { column: string; value: string } | undefined;
     if (options.since !== undefined) {
