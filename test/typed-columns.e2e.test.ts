@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Knex } from 'knex';
 import { describe, expect, it, vi } from 'vitest';
 import { BACKENDS, useTestDatabase, type TestDatabase } from './helpers/db.js';
-import { runCli } from './helpers/cli.js';
+import { REPO_ROOT, runCli } from './helpers/cli.js';
 import { SYNTHEA_BULK } from './helpers/fhir-data.js';
 import { loadShippedViews, tablesOf } from '../src/fhir/views.js';
 
@@ -100,6 +100,13 @@ describe.each(BACKENDS)('typed flat tables on %s', (backend) => {
         { _resource_id: 'o3', _row_index: 0 },
       ]);
     });
+
+    // exporting through the view compares its decimals as numbers: 99.4 is not above 100
+    const heavy = await runCli(['export-csv', '--view', path.join(REPO_ROOT, 'views', 'observation.json'), '--columns', 'id,value_quantity', '--where', 'value_quantity>100'], {
+      env: ctx.test.env,
+    });
+    expect(heavy.code, heavy.stderr).toBe(0);
+    expect(heavy.stdout).toBe('id,value_quantity\r\no2,108.6\r\n');
 
     // --json gives the count too (a new file: only what a run writes is counted)
     const more = writeInput('more.ndjson', ['{"resourceType":"Patient","id":"p3","birthDate":"1990-07"}']);

@@ -345,7 +345,7 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
   const all: (ReadColumn & { collection: boolean })[] = view.columns.map((c) => ({
     name: c.name,
     oid: 0,
-    kind: c.collection ? 'json' : c.sqlType === 'integer' || c.sqlType === 'bigint' ? 'number' : c.sqlType === 'boolean' ? 'boolean' : 'text',
+    kind: c.collection ? 'json' : c.sqlType === 'integer' || c.sqlType === 'bigint' || c.sqlType === 'numeric' ? 'number' : c.sqlType === 'boolean' ? 'boolean' : 'text',
     treatment: research.get(c.name)?.treatment,
     collection: c.collection,
   }));
