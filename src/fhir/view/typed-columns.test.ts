@@ -44,7 +44,7 @@ describe('column types from the view', () => {
     expect(observationView({ name: 'd', path: 'effective.ofType(dateTime)', tag: [{ name: 'ansi/type', value: 'DATE' }] }).columns[0]!.sqlType).toBe('date');
   });
 
-  it('types the shipped views: decimals numeric, dates date, dateTimes timestamptz, and no column named by a reserved word', () => {
+  it('types the shipped views: decimals numeric, dates date, dateTimes timestamptz; appointment.end is end_time', () => {
     const types = new Map(loadShippedViews().flatMap((v) => v.view.columns.map((c) => [`${v.table.table}.${c.name}`, c.sqlType] as const)));
     expect(types.get('observation.value_quantity')).toBe('numeric');
     expect(types.get('patient.birth_date')).toBe('date');
