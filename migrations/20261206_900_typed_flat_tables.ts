@@ -8,6 +8,8 @@ import {
   RECORD_ID_COLUMN,
   RECORD_TYPE_COLUMN,
   referenceIndexName,
+  RETYPABLE,
+  retypeTextColumn,
   ROW_INDEX_COLUMN,
   type TableSpec,
 } from '../src/writers/flat-table.js';
@@ -23,31 +25,11 @@ import {
  *   record index it begins with;
  * - the shipped views' reference columns (patient_id, …) are indexed;
  * - appointment.end, a reserved word, is renamed end_time.
+ * A user's --view table is typed by ingest-fhir the next time it runs with that view (ensureFlatTable):
+ * only the view says which of its text columns are dates or decimals.
  * A text value that is no date or number stops the migration naming table, column and value count:
  * nothing is dropped. Row history is not touched: the triggers are off while rows are numbered.
  */
-
-const TYPED = new Set(['numeric', 'date', 'timestamptz']);
-
-/** text → the column's type; a partial date as the first instant of its period. */
-function convertSql(column: string, sqlType: string): string {
-  const c = quoteIdent(column);
-  if (sqlType === 'numeric') return `${c}::numeric`;
-  if (sqlType === 'date') {
-    return `case when ${c} ~ '^\\d{4}$' then (${c} || '-01-01')::date when ${c} ~ '^\\d{4}-\\d\\d$' then (${c} || '-01')::date else ${c}::date end`;
-  }
-  return `case when ${c} ~ '^\\d{4}$' then (${c} || '-01-01T00:00:00Z')::timestamptz
-               when ${c} ~ '^\\d{4}-\\d\\d$' then (${c} || '-01T00:00:00Z')::timestamptz
-               when ${c} ~ '^\\d{4}-\\d\\d-\\d\\d$' then (${c} || 'T00:00:00Z')::timestamptz
-               else ${c}::timestamptz end`;
-}
-
-/** What each type accepts as text; anything else would make the conversion fail, so it is counted first. */
-const GRAMMAR: Record<string, string> = {
-  numeric: '^-?\\d+(\\.\\d+)?([eE][+-]?\\d+)?$',
-  date: '^\\d{4}(-\\d\\d(-\\d\\d)?)?$',
-  timestamptz: '^\\d{4}(-\\d\\d(-\\d\\d(T\\d\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?(Z|[+-]\\d\\d:\\d\\d))?)?)?$',
-};
 
 /** typed → text, the form a text column held: the digits; YYYY-MM-DD; an instant in UTC. */
 function backToTextSql(column: string, sqlType: string): string {
@@ -108,10 +90,8 @@ export async function up(knex: Knex): Promise<void> {
       columns.delete('end');
     }
     for (const column of spec.columns) {
-      if (!TYPED.has(column.sqlType) || columns.get(column.name) !== 'text') continue;
-      const c = quoteIdent(column.name);
-      const bad = await knex.raw<{ rows: { n: string }[] }>(`select count(*) as n from ${t} where ${c} is not null and ${c} !~ ?`, [GRAMMAR[column.sqlType]]);
-      const n = Number(bad.rows[0]!.n);
+      if (!RETYPABLE.has(column.sqlType) || columns.get(column.name) !== 'text') continue;
+      const n = await retypeTextColumn(knex, spec.table, column.name, column.sqlType);
       if (n > 0) {
         throw new CarepipeError(
           'SCHEMA_BEHIND',
@@ -119,7 +99,6 @@ export async function up(knex: Knex): Promise<void> {
           { table: spec.table, field: column.name },
         );
       }
-      await knex.raw(`alter table ${t} alter column ${c} type ${column.sqlType} using ${convertSql(column.name, column.sqlType)}`);
     }
     for (const column of spec.indexed ?? []) {
       await knex.raw(`create index if not exists ${quoteIdent(referenceIndexName(spec.table, column))} on ${t} (${quoteIdent(column)})`);
@@ -135,7 +114,7 @@ export async function down(knex: Knex): Promise<void> {
     for (const column of view.view.columns) {
       // Only what the text columns held before: a declared decimal, date or dateTime (instants were typed already).
       const sqlType = spec.columns.find((c) => c.name === column.name)?.sqlType;
-      if (!sqlType || !TYPED.has(sqlType) || column.fhirType === 'instant' || columns.get(column.name) === 'text') continue;
+      if (!sqlType || !RETYPABLE.has(sqlType) || column.fhirType === 'instant' || columns.get(column.name) === 'text') continue;
       await knex.raw(`alter table ${t} alter column ${quoteIdent(column.name)} type text using ${backToTextSql(column.name, sqlType)}`);
     }
     if (spec.table === 'appointment' && columns.has('end_time') && !columns.has('end')) {

@@ -115,6 +115,44 @@ describe.each(BACKENDS)('typed flat tables on %s', (backend) => {
     expect(JSON.parse(json.stdout)).toMatchObject({ partial_dates: 1, counts: { written: 1 } });
   });
 
+  it("types a --view table made before its view's dates and decimals were typed, keeping its rows", async () => {
+    const view = path.join(ctx.test.tmp, 'weights.json');
+    writeFileSync(
+      view,
+      JSON.stringify({
+        resourceType: 'ViewDefinition',
+        name: 'weights',
+        resource: 'Observation',
+        select: [
+          {
+            column: [
+              { name: 'id', path: 'getResourceKey()' },
+              { name: 'kg', path: 'value.ofType(Quantity).value', type: 'decimal' },
+              { name: 'at', path: 'effective.ofType(dateTime)', type: 'dateTime' },
+            ],
+          },
+        ],
+      }),
+    );
+    // as the earlier code left it: text columns, numbered and keyed by the migration
+    await ctx.db.knex.raw(`create table weights (id text, kg text, at text, _resource_type text not null, _resource_id text not null, _row_index integer not null,
+      primary key (_resource_type, _resource_id, _row_index))`);
+    await ctx.db.knex.raw(`insert into weights values ('old', '80.50', '2019-03', 'Observation', 'old', 0)`);
+    const input = writeInput('typed.ndjson', [weight('o1', '71.50', '2020-05-01T09:30:00Z')]);
+    await ctx.release();
+    const result = await runCli(['ingest-fhir', input, '--view', view], { env: ctx.test.env });
+    expect(result.code, result.stderr).toBe(0);
+    await withDb(ctx.test, async (knex) => {
+      expect(await columnType(knex, 'weights', 'kg')).toBe('numeric');
+      expect(await columnType(knex, 'weights', 'at')).toBe('timestamp with time zone');
+      const rows = await knex.raw(`select id, kg::text as kg, at = ?::timestamptz as first_instant from weights order by id`, ['2019-03-01T00:00:00Z']);
+      expect(rows.rows).toEqual([
+        { id: 'o1', kg: '71.50', first_instant: false },
+        { id: 'old', kg: '80.50', first_instant: true },
+      ]);
+    });
+  });
+
   it('keys every flat table, indexes the reference columns, and names no column with a reserved word', async () => {
     const knex = ctx.db.knex;
     for (const table of tablesOf(loadShippedViews())) {

@@ -6,6 +6,7 @@
  */
 import type { Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
+import { quoteIdent } from '../db/catalog.js';
 import type { DatabaseKind } from '../db/connection.js';
 import { recordset, writeRows, type Row } from './json-rows.js';
 
@@ -102,6 +103,21 @@ export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: Table
   const have = existing.filter((c) => !bookkeeping.has(c.name));
   const describe = (cols: { name: string; dataType: string }[]) => cols.map((c) => `${c.name} ${c.dataType}`).join(', ');
   const want = spec.columns.map((c) => ({ name: c.name, dataType: INFORMATION_SCHEMA_TYPE[c.sqlType] }));
+  // A table made before its view's dates and decimals were typed: its text columns are converted, rows kept.
+  const retype = spec.columns.filter((c, i) => RETYPABLE.has(c.sqlType) && have[i]?.name === c.name && have[i]?.dataType === 'text');
+  if (retype.length > 0 && existing.length === have.length + bookkeeping.size && describe(have.map((c, i) => (retype.some((r) => r.name === c.name) ? want[i]! : c))) === describe(want)) {
+    for (const column of retype) {
+      const misfits = await retypeTextColumn(knex, spec.table, column.name, column.sqlType);
+      if (misfits > 0) {
+        throw new CarepipeError(
+          'VIEW_INVALID',
+          `table ${spec.table}, column ${column.name}: the view makes it ${column.sqlType} but ${misfits} stored values are not; correct or clear them (set to null) and run again`,
+          { table: spec.table, field: column.name },
+        );
+      }
+    }
+    return 'exists';
+  }
   if (existing.length !== have.length + bookkeeping.size || describe(have) !== describe(want)) {
     throw new CarepipeError(
       'VIEW_INVALID',
@@ -111,6 +127,42 @@ export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: Table
     );
   }
   return 'exists';
+}
+
+/** Column types that earlier versions stored as text (a view's declared decimal, date and dateTime). */
+export const RETYPABLE: ReadonlySet<ColumnSqlType> = new Set(['numeric', 'date', 'timestamptz']);
+
+/** What each retypable type accepts as text: anything else would make the conversion fail, so it is counted first. */
+const TEXT_GRAMMAR: Record<string, string> = {
+  numeric: '^-?\\d+(\\.\\d+)?([eE][+-]?\\d+)?$',
+  date: '^\\d{4}(-\\d\\d(-\\d\\d)?)?$',
+  timestamptz: '^\\d{4}(-\\d\\d(-\\d\\d(T\\d\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?(Z|[+-]\\d\\d:\\d\\d))?)?)?$',
+};
+
+/** text → `sqlType`, a partial date (`2020`, `2020-05`, a dateTime without its time) as the first instant of its period, in UTC. */
+function fromTextSql(column: string, sqlType: ColumnSqlType): string {
+  const c = quoteIdent(column);
+  if (sqlType === 'numeric') return `${c}::numeric`;
+  if (sqlType === 'date') {
+    return `case when ${c} ~ '^\\d{4}$' then (${c} || '-01-01')::date when ${c} ~ '^\\d{4}-\\d\\d$' then (${c} || '-01')::date else ${c}::date end`;
+  }
+  return `case when ${c} ~ '^\\d{4}$' then (${c} || '-01-01T00:00:00Z')::timestamptz
+               when ${c} ~ '^\\d{4}-\\d\\d$' then (${c} || '-01T00:00:00Z')::timestamptz
+               when ${c} ~ '^\\d{4}-\\d\\d-\\d\\d$' then (${c} || 'T00:00:00Z')::timestamptz
+               else ${c}::timestamptz end`;
+}
+
+/**
+ * Converts a text column of a flat table to numeric, date or timestamptz, as ingest-fhir stores them.
+ * Returns how many values are not of that type: when any, nothing is changed.
+ */
+export async function retypeTextColumn(knex: Knex | Knex.Transaction, table: string, column: string, sqlType: ColumnSqlType): Promise<number> {
+  const t = quoteIdent(table);
+  const c = quoteIdent(column);
+  const bad = await knex.raw<{ rows: { n: string }[] }>(`select count(*) as n from ${t} where ${c} is not null and ${c} !~ ?`, [TEXT_GRAMMAR[sqlType]]);
+  const misfits = Number(bad.rows[0]!.n);
+  if (misfits === 0) await knex.raw(`alter table ${t} alter column ${c} type ${sqlType} using ${fromTextSql(column, sqlType)}`);
+  return misfits;
 }
 
 /** `<table>_pkey`, the name Postgres itself would give, cut so it fits in 63 characters. */
