@@ -20,7 +20,7 @@ function writeInput(dir: string): void {
     const lines: string[] = [];
     for (let p = 0; p < PATIENTS_PER_FILE; p++) {
       const id = `p-${f}-${p}`;
-      lines.push(JSON.stringify({ resourceType: 'Patient', id, meta: { versionId: '1', lastUpdated: '2024-05-01T10:00:00Z' }, gender: p % 2 ? 'female' : 'male', birthDate: `19${50 + (p % 50)}-01-0${1 + (p % 9)}` }));
+      lines.push(JSON.stringify({ resourceType: 'Patient', id, meta: { versionId: '1', lastUpdated: '2024-05-01T10:00:00Z' }, gender: p % 2 ? 'female' : 'male', birthDate: p % 10 === 0 ? `19${50 + (p % 50)}` : `19${50 + (p % 50)}-01-0${1 + (p % 9)}` }));
       for (let o = 0; o < 2; o++) {
         lines.push(
           JSON.stringify({
@@ -149,6 +149,8 @@ describe('ingest-fhir shared by several processes (postgres)', () => {
     const summary = JSON.parse(result.stdout.trim().split('\n').pop()!);
     expect(summary.counts).toMatchObject({ read: FILES * PATIENTS_PER_FILE * 3, written: FILES * PATIENTS_PER_FILE * 3, rejected: 0 });
     expect(summary.worker_runs).toHaveLength(2);
+    // every tenth patient was born in a year only: a partial date, counted by its worker
+    expect(summary.partial_dates).toBe(FILES * Math.ceil(PATIENTS_PER_FILE / 10));
     const db = await shared.connect();
     try {
       // Every row was written by one of the two workers' runs, which the parent's summary names.

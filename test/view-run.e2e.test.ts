@@ -75,7 +75,8 @@ describe('carepipe view run', () => {
     const result = await runCli(['view', 'run', '--view', BP_VIEW, '-'], { cwd, input });
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(
-      '{"id":"o1","patient_id":"p1","code":"a","value":"1.50","unit":"mg"}\n{"id":"o2","patient_id":null,"code":"b","value":"120","unit":null}\n',
+      // decimals as FHIR JSON writes them: numbers, with the digits of the input
+      '{"id":"o1","patient_id":"p1","code":"a","value":1.50,"unit":"mg"}\n{"id":"o2","patient_id":null,"code":"b","value":120,"unit":null}\n',
     );
   });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
 import { BACKENDS, useTestDatabase } from '../../test/helpers/db.js';
-import { attachHistory, diffRow, ensureHistory, rowHistory } from './history.js';
+import { attachHistory, diffRow, ensureHistory, primaryKeyColumns, rowHistory } from './history.js';
 import { migrateLatest, migrationConfig } from './migrations.js';
 import { CLINICAL_TABLES } from '../../migrations/20261123_600_row_history.js';
 import { RunLedger } from './ledger.js';
@@ -168,7 +168,9 @@ for (const backend of BACKENDS) {
       for (const table of [...present, 'my_view', 'encounter', 'codings']) expect(attached.has(table), table).toBe(true);
       expect(attached.get('my_view')).toEqual(['_resource_type', '_resource_id']);
       expect(attached.has('runs')).toBe(false);
-      await knex('my_view').insert({ reading: '5', _resource_type: 'Observation', _resource_id: 'o9' });
+      // the flat tables migration numbered the user's table's rows and keyed it like the shipped ones
+      expect(await primaryKeyColumns(knex, 'my_view')).toEqual(['_resource_type', '_resource_id', '_row_index']);
+      await knex('my_view').insert({ reading: '5', _resource_type: 'Observation', _resource_id: 'o9', _row_index: 0 });
       expect(await knex('row_history').select('table_name', 'row_key', 'operation')).toEqual([
         { table_name: 'my_view', row_key: 'Observation/o9', operation: 'I' },
       ]);

@@ -185,7 +185,7 @@ export async function attachHistory(
 
 /**
  * Attaches history to `table` unless it already has it, keyed by `keyColumns` or else by
- * historyKeyColumns (primary key, else `_resource_type`/`_resource_id`). For writers that create tables
+ * historyKeyColumns (`_resource_type`/`_resource_id`, else the primary key). For writers that create tables
  * at run time (ingest-fhir's `--view` tables): one cheap lookup when already attached. Returns whether
  * it attached.
  */
@@ -206,18 +206,18 @@ export async function detachHistory(knex: Knex, table: string): Promise<void> {
 }
 
 /**
- * The key to record a table by: its primary key, else the flat-table bookkeeping columns
- * (`_resource_type`, `_resource_id`: one resource's rows share it), else none.
+ * The key to record a table by: the flat-table bookkeeping columns (`_resource_type`, `_resource_id`:
+ * one resource's rows share it, so `history patient Patient/123` shows the resource's rows, not a
+ * primary key that also counts the row's position), else its primary key, else none.
  */
 export async function historyKeyColumns(knex: Knex, table: string): Promise<string[]> {
-  const pk = await primaryKeyColumns(knex, table);
-  if (pk.length > 0) return pk;
   const result = await knex.raw<{ rows: { column_name: string }[] }>(
     `select column_name from information_schema.columns
       where table_schema = current_schema() and table_name = ? and column_name in ('_resource_type', '_resource_id')`,
     [table],
   );
-  return result.rows.length === 2 ? ['_resource_type', '_resource_id'] : [];
+  if (result.rows.length === 2) return ['_resource_type', '_resource_id'];
+  return primaryKeyColumns(knex, table);
 }
 
 /** One recorded change with the run behind it. */

@@ -217,6 +217,9 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
     const known = new Set(fields.map((f) => f.name));
     for (const c of conditions) {
       if (!known.has(c.column)) throw usage(`--where: ${name} has no column '${c.column}' (it has: ${[...known].join(', ')})`, { field: c.column });
+      const type = await read.misfit(c.value, fields.find((f) => f.name === c.column)!.oid);
+      // The value is left out of the message: it may be patient data (a birth date), and errors reach the ledger.
+      if (type) throw usage(`--where ${c.column}: the value given does not fit its column ${name}.${c.column}, of type ${type}`, { field: c.column });
     }
     let since: { column: string; value: string } | undefined;
     if (options.since !== undefined) {
@@ -342,7 +345,7 @@ async function exportView(options: ExportCsvOptions, conditions: Condition[], de
   const all: (ReadColumn & { collection: boolean })[] = view.columns.map((c) => ({
     name: c.name,
     oid: 0,
-    kind: c.collection ? 'json' : c.sqlType === 'integer' || c.sqlType === 'bigint' ? 'number' : c.sqlType === 'boolean' ? 'boolean' : 'text',
+    kind: c.collection ? 'json' : c.sqlType === 'integer' || c.sqlType === 'bigint' || c.sqlType === 'numeric' ? 'number' : c.sqlType === 'boolean' ? 'boolean' : 'text',
     treatment: research.get(c.name)?.treatment,
     collection: c.collection,
   }));

@@ -133,6 +133,23 @@ export class ReadTransaction {
     return result.fields.map((f) => ({ name: f.name, oid: f.dataTypeID, kind: kindOfType(f.dataTypeID, category.get(f.dataTypeID) ?? 'U') }));
   }
 
+  /**
+   * The SQL type of `oid` when `value` is not a value of it (`abc` for a date), else undefined: a
+   * --where value is checked before the query runs so that the error can name its column and type.
+   */
+  async misfit(value: string, oid: number): Promise<string | undefined> {
+    const type = (await this.trx.raw('select format_type(?::oid, null) as name', [oid])) as { rows: { name: string }[] };
+    const name = type.rows[0]!.name;
+    try {
+      // In a savepoint: a failed cast would otherwise abort the read transaction.
+      await this.trx.transaction((sp) => sp.raw(`select ?::${name}`, [value]));
+      return undefined;
+    } catch (err) {
+      if ((err as { code?: string }).code?.startsWith('22')) return name;
+      throw err;
+    }
+  }
+
   /** Primary key columns of a table, in key order (none for a view). */
   async primaryKey(relation: string): Promise<string[]> {
     const result = (await this.trx.raw(

@@ -85,7 +85,7 @@ for (const backend of BACKENDS) {
       const bundle = JSON.parse(readFileSync(path.join(ROOT, 'fixtures/fhir/coded/bundle.json'), 'utf8')) as { entry: { resource: { resourceType: string; id: string } }[] };
       for (const { resource } of bundle.entry) {
         await knex('fhir_resources').insert({ resource_type: resource.resourceType, id: resource.id, resource: JSON.stringify(resource), content_hash: resource.id, source: 'bundle.json' });
-        const rows = views.flatMap((v) => v.evaluate(resource)).map((r) => ({ _resource_type: resource.resourceType, _resource_id: resource.id, ...r }));
+        const rows = views.flatMap((v) => v.evaluate(resource)).map((r, i) => ({ _resource_type: resource.resourceType, _resource_id: resource.id, _row_index: i, ...r }));
         if (rows.length > 0) await knex('codings').insert(rows);
       }
       const named = await knex('codings').where({ resource_id: 'proc-colonoscopy' }).orderBy('code').select('code', 'system_name');

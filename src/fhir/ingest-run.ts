@@ -49,7 +49,8 @@ export async function selectReader(
   context: { cwd: string; stdin: Readable; signal: AbortSignal; skip: (file: FileFingerprint) => boolean },
 ): Promise<{ items: AsyncIterable<FhirItem>; onCheckpoint: CheckpointHandler }> {
   const { readFhirFiles } = await import('../readers/fhir-files.js');
-  return { items: readFhirFiles(options.inputs, context), onCheckpoint: recordFileDone };
+  // Lossless: a decimal keeps its digits (`71.50`) on its way into a numeric column.
+  return { items: readFhirFiles(options.inputs, { ...context, numbers: 'lossless' }), onCheckpoint: recordFileDone };
 }
 
 /** Checkpoint handler of the file reader: the file is done, in the transaction of its last batch. */
@@ -173,6 +174,7 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
   const files = { loaded: result.checkpoints, skipped };
   ledger.details.types = result.types;
   ledger.details.deleted = result.totals.deleted;
+  ledger.details.partial_dates = result.partialDates;
   if (serverSource) {
     const st = serverSource.stats;
     ledger.details.server = { requests: st.requests, pages: st.pages, files: st.files, retries: st.retries, token_refreshes: st.tokenRefreshes };
@@ -190,7 +192,7 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
 }
 
 function emptyResult(): IngestResult {
-  return { types: {}, totals: { read: 0, written: 0, unchanged: 0, rejected: 0, deleted: 0 }, checkpoints: 0, interrupted: false };
+  return { types: {}, totals: { read: 0, written: 0, unchanged: 0, rejected: 0, deleted: 0 }, checkpoints: 0, partialDates: 0, interrupted: false };
 }
 
 /** Adds the result of one file to the run's. */
@@ -201,6 +203,7 @@ function addResult(into: IngestResult, one: IngestResult): void {
   }
   for (const k of Object.keys(one.totals) as (keyof TypeCounts)[]) into.totals[k] += one.totals[k];
   into.checkpoints += one.checkpoints;
+  into.partialDates += one.partialDates;
   into.interrupted ||= one.interrupted;
 }
 
@@ -212,5 +215,8 @@ function summaryText(result: IngestResult, files: { loaded: number; skipped: num
     [...types.map((t) => row(t, result.types[t]!)), row('total', result.totals)],
   );
   const fileLine = files ? `files: ${files.loaded} loaded, ${files.skipped} skipped (unchanged since they were loaded)\n` : '';
-  return `${table}${fileLine}${dryRun ? 'dry run: nothing was written\n' : ''}`;
+  const partialLine = result.partialDates > 0
+    ? `partial dates: ${result.partialDates} (a year, a month or a day without its time), stored as the first instant of their period\n`
+    : '';
+  return `${table}${fileLine}${partialLine}${dryRun ? 'dry run: nothing was written\n' : ''}`;
 }

@@ -54,6 +54,7 @@ interface WorkerSummary {
   counts: { read: number; written: number; unchanged: number; rejected: number };
   types?: Record<string, TypeCounts>;
   files?: { loaded: number; skipped: number };
+  partial_dates?: number;
 }
 
 export async function runWorkers(
@@ -103,6 +104,7 @@ export async function runWorkers(
 
   const types: Record<string, TypeCounts> = {};
   const files = { loaded: 0, skipped: 0 };
+  let partialDates = 0;
   const workerRuns: (number | null)[] = [];
   let exitCode: number = ExitCode.OK;
   for (const r of results) {
@@ -117,6 +119,7 @@ export async function runWorkers(
       }
       files.loaded += summary.files?.loaded ?? 0;
       files.skipped += summary.files?.skipped ?? 0;
+      partialDates += summary.partial_dates ?? 0;
     }
     if (r.code !== ExitCode.OK && r.code !== ExitCode.REJECTS) {
       reporter.warn('worker failed', { worker: r.index + 1, exit_code: r.code, message: errorLine(r.stderr) });
@@ -128,13 +131,15 @@ export async function runWorkers(
   ledger.details.worker_runs = workerRuns;
   ledger.details.types = types;
   ledger.details.files = files;
+  ledger.details.partial_dates = partialDates;
   if (counts.failed > 0) {
     reporter.warn('files failed', { message: `${counts.failed} files failed after repeated attempts: see work_items.last_error` });
     exitCode = Math.max(exitCode, ExitCode.UNREACHABLE);
   }
   const human =
     `${plan.workers} workers, queue ${plan.queue}: ${counts.done} files done, ${counts.failed} failed\n` +
-    `resources: ${ledger.counts.read} read, ${ledger.counts.written} written, ${ledger.counts.unchanged} unchanged, ${ledger.counts.rejected} rejected\n`;
+    `resources: ${ledger.counts.read} read, ${ledger.counts.written} written, ${ledger.counts.unchanged} unchanged, ${ledger.counts.rejected} rejected\n` +
+    (partialDates > 0 ? `partial dates: ${partialDates}, stored as the first instant of their period\n` : '');
   return {
     human,
     summary: { workers: plan.workers },

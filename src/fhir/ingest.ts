@@ -75,6 +75,8 @@ export interface IngestResult {
   types: Record<string, TypeCounts>;
   totals: TypeCounts;
   checkpoints: number;
+  /** Partial dates and dateTimes written as the first instant of their period (see firstInstantOf). */
+  partialDates: number;
   /** The signal stopped the run after a committed batch. */
   interrupted: boolean;
 }
@@ -120,6 +122,7 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
   const types: Record<string, TypeCounts> = {};
   const countsOf = (type: string) => (types[type] ??= emptyCounts());
   let checkpoints = 0;
+  let partialDates = 0;
 
   // lz4 compresses large resources several times faster than Postgres' default pglz, where the server has it.
   const lz4 = options.kind === 'postgres' && (await hasLz4(options.dryRunTransaction ?? knex));
@@ -189,7 +192,10 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
     for (const p of batch.items.values()) {
       const c = countsOf(p.key.type);
       const k = keyOf(p.key);
-      if (outcome.writtenSet.has(k)) c.written += 1;
+      if (outcome.writtenSet.has(k)) {
+        c.written += 1;
+        if (p.kind === 'resource') partialDates += p.mapped.partialDates;
+      }
       else if (outcome.deleted.has(k)) c.deleted += 1;
       else c.unchanged += 1;
     }
@@ -244,7 +250,7 @@ export async function ingestFhir(items: AsyncIterable<FhirItem>, options: Ingest
   const totals = totalsOf(types);
   // A delete is a write for the ledger's totals; details keep it apart.
   ledger.add({ read: totals.read, written: totals.written + totals.deleted, unchanged: totals.unchanged });
-  return { types, totals, checkpoints, interrupted };
+  return { types, totals, checkpoints, partialDates, interrupted };
 
   async function readAll(): Promise<void> {
     let turn = performance.now();

@@ -37,10 +37,14 @@ export function flatView(file: string): FlatView {
   return { file, view, table: tableSpecOf(view) };
 }
 
-/** The table of a view: its name, and its columns (a collection column is stored as jsonb). */
+/**
+ * The table of a view: its name, its columns (a collection column is stored as jsonb), and the
+ * reference columns to index: those whose path is a getReferenceKey(), what other tables join on.
+ */
 export function tableSpecOf(view: CompiledView): TableSpec {
   const columns: TableColumn[] = view.columns.map((c) => ({ name: c.name, sqlType: c.collection ? 'jsonb' : c.sqlType }));
-  return { table: view.name, columns };
+  const indexed = view.columns.filter((c) => !c.collection && c.path.includes('getReferenceKey(')).map((c) => c.name);
+  return { table: view.name, columns, indexed };
 }
 
 /**

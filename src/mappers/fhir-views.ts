@@ -4,9 +4,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { FhirResource } from 'fhir/r4.js';
+import { isLosslessNumber, stringify as stringifyLossless, type LosslessNumber } from 'lossless-json';
 import { isCarepipeError } from '../errors.js';
+import { firstInstantOf } from '../fhir/view/types.js';
 import type { FlatView } from '../fhir/views.js';
-import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN } from '../writers/flat-table.js';
+import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN, ROW_INDEX_COLUMN } from '../writers/flat-table.js';
 import type { Row } from '../writers/json-rows.js';
 import type { StoredDocument } from '../writers/resource-store.js';
 
@@ -14,6 +16,8 @@ export interface MappedResource {
   document: Omit<StoredDocument, 'source'>;
   /** Rows per table name; a table the resource's views give no rows keeps an empty list (its old rows go). */
   rows: Map<string, Row[]>;
+  /** Partial dates and dateTimes (`2020-05`) stored as the first instant of their period. */
+  partialDates: number;
 }
 
 export interface MappingIssue {
@@ -23,6 +27,43 @@ export interface MappingIssue {
 }
 
 const INSTANT = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+
+/** Columns whose values the view gives in FHIR's JSON form and a table stores otherwise. */
+interface TypedColumn {
+  name: string;
+  sqlType: 'numeric' | 'date' | 'timestamptz';
+}
+
+const typedColumnsOf = new WeakMap<FlatView, TypedColumn[]>();
+
+function typedColumns(v: FlatView): TypedColumn[] {
+  let columns = typedColumnsOf.get(v);
+  if (!columns) {
+    columns = v.table.columns.filter((c): c is TypedColumn => c.sqlType === 'numeric' || c.sqlType === 'date' || c.sqlType === 'timestamptz');
+    typedColumnsOf.set(v, columns);
+  }
+  return columns;
+}
+
+/**
+ * The row as its table stores it: a decimal as its digits (Postgres reads them exactly into numeric),
+ * a partial date as the first instant of its period. Returns how many partial dates it met.
+ */
+function toTableRow(row: Record<string, unknown>, columns: TypedColumn[]): number {
+  let partial = 0;
+  for (const c of columns) {
+    const v = row[c.name];
+    if (v === null || v === undefined) continue;
+    if (c.sqlType === 'numeric') {
+      if (isLosslessNumber(v)) row[c.name] = (v as LosslessNumber).value;
+    } else if (typeof v === 'string') {
+      const stored = firstInstantOf(v, c.sqlType);
+      row[c.name] = stored.value;
+      if (stored.partial) partial++;
+    }
+  }
+  return partial;
+}
 
 /** Views grouped by the resource type they read. */
 export function viewsByResourceType(views: readonly FlatView[]): Map<string, FlatView[]> {
@@ -48,6 +89,7 @@ export function mapResource(resource: FhirResource & { id: string }, views: read
     return { reasonCode: 'INVALID_META', field: 'meta.versionId', message: 'meta.versionId is not a string' };
   }
   const rows = new Map<string, Row[]>();
+  let partialDates = 0;
   for (const v of views) {
     let viewRows: Record<string, unknown>[];
     try {
@@ -58,10 +100,16 @@ export function mapResource(resource: FhirResource & { id: string }, views: read
       return { reasonCode: 'WRONG_TYPE', field: column ? `${v.table.table}.${column}` : v.table.table, message: err.message };
     }
     const list = rows.get(v.table.table) ?? [];
-    for (const row of viewRows) list.push({ ...row, [RECORD_TYPE_COLUMN]: resource.resourceType, [RECORD_ID_COLUMN]: resource.id });
+    const typed = typedColumns(v);
+    for (const row of viewRows) {
+      if (typed.length > 0) partialDates += toTableRow(row, typed);
+      // Several views may fill one table from one resource: the position counts across all of them.
+      list.push({ ...row, [RECORD_TYPE_COLUMN]: resource.resourceType, [RECORD_ID_COLUMN]: resource.id, [ROW_INDEX_COLUMN]: list.length });
+    }
     rows.set(v.table.table, list);
   }
-  const json = text ?? JSON.stringify(resource);
+  // A resource read losslessly holds LosslessNumbers, which only the lossless stringify writes as numbers.
+  const json = text ?? stringifyLossless(resource)!;
   return {
     document: {
       type: resource.resourceType,
@@ -72,6 +120,7 @@ export function mapResource(resource: FhirResource & { id: string }, views: read
       contentHash: createHash('sha256').update(json).digest('base64url'),
     },
     rows,
+    partialDates,
   };
 }
 

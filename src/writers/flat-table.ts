@@ -1,14 +1,16 @@
 /**
- * Flat tables: a table per view spec (columns and their SQL types) plus two bookkeeping columns that
- * name the record each row came from, so that all the rows of one record can be replaced at once.
+ * Flat tables: a table per view spec (columns and their SQL types) plus three bookkeeping columns that
+ * name the record each row came from and the row's position among that record's rows: together the
+ * primary key, so BI tools can identify rows and all the rows of one record can be replaced at once.
  * Knows nothing of FHIR: the caller says what the table is and what the rows are.
  */
 import type { Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
+import { quoteIdent } from '../db/catalog.js';
 import type { DatabaseKind } from '../db/connection.js';
 import { recordset, writeRows, type Row } from './json-rows.js';
 
-export type ColumnSqlType = 'boolean' | 'integer' | 'bigint' | 'bytea' | 'timestamptz' | 'text' | 'jsonb';
+export type ColumnSqlType = 'boolean' | 'integer' | 'bigint' | 'numeric' | 'bytea' | 'date' | 'timestamptz' | 'text' | 'jsonb';
 
 export interface TableColumn {
   name: string;
@@ -18,18 +20,24 @@ export interface TableColumn {
 export interface TableSpec {
   table: string;
   columns: TableColumn[];
+  /** Columns other tables join on (references): each gets an index when the table is created. */
+  indexed?: string[];
 }
 
 /** Bookkeeping columns every flat table carries: the type and id of the record the row came from. */
 export const RECORD_TYPE_COLUMN = '_resource_type';
 export const RECORD_ID_COLUMN = '_resource_id';
+/** The row's position (0, 1, …) among the rows of its record: with the two above, the primary key. */
+export const ROW_INDEX_COLUMN = '_row_index';
 
 /** information_schema.columns.data_type for each type we create. */
 const INFORMATION_SCHEMA_TYPE: Record<ColumnSqlType, string> = {
   boolean: 'boolean',
   integer: 'integer',
   bigint: 'bigint',
+  numeric: 'numeric',
   bytea: 'bytea',
+  date: 'date',
   timestamptz: 'timestamp with time zone',
   text: 'text',
   jsonb: 'jsonb',
@@ -84,14 +92,33 @@ export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: Table
       for (const column of spec.columns) t.specificType(column.name, column.sqlType);
       t.text(RECORD_TYPE_COLUMN).notNullable();
       t.text(RECORD_ID_COLUMN).notNullable();
-      t.index([RECORD_TYPE_COLUMN, RECORD_ID_COLUMN], `${spec.table.slice(0, 50)}_record_idx`);
+      t.integer(ROW_INDEX_COLUMN).notNullable();
+      // The key leads with the record, so it also serves the delete of a record's rows.
+      t.primary([RECORD_TYPE_COLUMN, RECORD_ID_COLUMN, ROW_INDEX_COLUMN], { constraintName: primaryKeyName(spec.table) });
+      for (const column of spec.indexed ?? []) t.index([column], referenceIndexName(spec.table, column));
     });
     return 'created';
   }
-  const have = existing.filter((c) => c.name !== RECORD_TYPE_COLUMN && c.name !== RECORD_ID_COLUMN);
+  const bookkeeping = new Set([RECORD_TYPE_COLUMN, RECORD_ID_COLUMN, ROW_INDEX_COLUMN]);
+  const have = existing.filter((c) => !bookkeeping.has(c.name));
   const describe = (cols: { name: string; dataType: string }[]) => cols.map((c) => `${c.name} ${c.dataType}`).join(', ');
   const want = spec.columns.map((c) => ({ name: c.name, dataType: INFORMATION_SCHEMA_TYPE[c.sqlType] }));
-  if (existing.length !== have.length + 2 || describe(have) !== describe(want)) {
+  // A table made before its view's dates and decimals were typed: its text columns are converted, rows kept.
+  const retype = spec.columns.filter((c, i) => RETYPABLE.has(c.sqlType) && have[i]?.name === c.name && have[i]?.dataType === 'text');
+  if (retype.length > 0 && existing.length === have.length + bookkeeping.size && describe(have.map((c, i) => (retype.some((r) => r.name === c.name) ? want[i]! : c))) === describe(want)) {
+    for (const column of retype) {
+      const misfits = await retypeTextColumn(knex, spec.table, column.name, column.sqlType);
+      if (misfits > 0) {
+        throw new CarepipeError(
+          'VIEW_INVALID',
+          `table ${spec.table}, column ${column.name}: the view makes it ${column.sqlType} but ${misfits} stored values are not; correct or clear them (set to null) and run again`,
+          { table: spec.table, field: column.name },
+        );
+      }
+    }
+    return 'exists';
+  }
+  if (existing.length !== have.length + bookkeeping.size || describe(have) !== describe(want)) {
     throw new CarepipeError(
       'VIEW_INVALID',
       `table ${spec.table} already exists with other columns (${describe(have)}) than the view gives (${describe(want)}): ` +
@@ -100,6 +127,52 @@ export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: Table
     );
   }
   return 'exists';
+}
+
+/** Column types that earlier versions stored as text (a view's declared decimal, date and dateTime). */
+export const RETYPABLE: ReadonlySet<ColumnSqlType> = new Set(['numeric', 'date', 'timestamptz']);
+
+/** What each retypable type accepts as text: anything else would make the conversion fail, so it is counted first. */
+const TEXT_GRAMMAR: Record<string, string> = {
+  numeric: '^-?\\d+(\\.\\d+)?([eE][+-]?\\d+)?$',
+  date: '^\\d{4}(-\\d\\d(-\\d\\d)?)?$',
+  timestamptz: '^\\d{4}(-\\d\\d(-\\d\\d(T\\d\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?(Z|[+-]\\d\\d:\\d\\d))?)?)?$',
+};
+
+/** text → `sqlType`, a partial date (`2020`, `2020-05`, a dateTime without its time) as the first instant of its period, in UTC. */
+function fromTextSql(column: string, sqlType: ColumnSqlType): string {
+  const c = quoteIdent(column);
+  if (sqlType === 'numeric') return `${c}::numeric`;
+  if (sqlType === 'date') {
+    return `case when ${c} ~ '^\\d{4}$' then (${c} || '-01-01')::date when ${c} ~ '^\\d{4}-\\d\\d$' then (${c} || '-01')::date else ${c}::date end`;
+  }
+  return `case when ${c} ~ '^\\d{4}$' then (${c} || '-01-01T00:00:00Z')::timestamptz
+               when ${c} ~ '^\\d{4}-\\d\\d$' then (${c} || '-01T00:00:00Z')::timestamptz
+               when ${c} ~ '^\\d{4}-\\d\\d-\\d\\d$' then (${c} || 'T00:00:00Z')::timestamptz
+               else ${c}::timestamptz end`;
+}
+
+/**
+ * Converts a text column of a flat table to numeric, date or timestamptz, as ingest-fhir stores them.
+ * Returns how many values are not of that type: when any, nothing is changed.
+ */
+export async function retypeTextColumn(knex: Knex | Knex.Transaction, table: string, column: string, sqlType: ColumnSqlType): Promise<number> {
+  const t = quoteIdent(table);
+  const c = quoteIdent(column);
+  const bad = await knex.raw<{ rows: { n: string }[] }>(`select count(*) as n from ${t} where ${c} is not null and ${c} !~ ?`, [TEXT_GRAMMAR[sqlType]]);
+  const misfits = Number(bad.rows[0]!.n);
+  if (misfits === 0) await knex.raw(`alter table ${t} alter column ${c} type ${sqlType} using ${fromTextSql(column, sqlType)}`);
+  return misfits;
+}
+
+/** `<table>_pkey`, the name Postgres itself would give, cut so it fits in 63 characters. */
+export function primaryKeyName(table: string): string {
+  return `${table.slice(0, 58)}_pkey`;
+}
+
+/** `<table>_<column>_idx`, cut to 63 characters. */
+export function referenceIndexName(table: string, column: string): string {
+  return `${table}_${column}`.slice(0, 59) + '_idx';
 }
 
 export async function dropFlatTable(knex: Knex | Knex.Transaction, table: string): Promise<void> {
@@ -114,7 +187,7 @@ export interface RecordKey {
 
 /**
  * Replaces the rows of `keys` in the table: deletes what they had, inserts `rows` (each row carries
- * its record's key in the bookkeeping columns). Deleting with an empty `rows` removes the records.
+ * its record's key and its position in the bookkeeping columns). Deleting with an empty `rows` removes the records.
  */
 export async function replaceRecordRows(
   trx: Knex.Transaction,
@@ -136,4 +209,5 @@ export async function replaceRecordRows(
 const BOOKKEEPING: TableColumn[] = [
   { name: RECORD_TYPE_COLUMN, sqlType: 'text' },
   { name: RECORD_ID_COLUMN, sqlType: 'text' },
+  { name: ROW_INDEX_COLUMN, sqlType: 'integer' },
 ];

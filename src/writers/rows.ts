@@ -1,11 +1,12 @@
 /**
  * Rows to a text stream, for people and for other programs: ndjson (one JSON object per row, keys in
- * column order), CSV (csv-stringify, header row always, even with no rows), or a text table. A writer
- * knows columns and values, nothing of where the rows come from. Back-pressure: `write` resolves once
+ * column order, values as FHIR JSON writes them: a decimal as a number with its digits, `71.50`),
+ * CSV (csv-stringify, header row always, even with no rows), or a text table. A writer knows columns and values, nothing of where the rows come from. Back-pressure: `write` resolves once
  * the stream has room.
  */
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
+import { isLosslessNumber, stringify as stringifyJson, type LosslessNumber } from 'lossless-json';
 import { formatTable } from '../cli/output.js';
 import { csvRecord } from './csv.js';
 
@@ -35,7 +36,7 @@ export function rowWriter(format: RowFormat, columns: readonly RowColumn[], out:
   switch (format) {
     case 'ndjson':
       return {
-        write: (row) => put(`${JSON.stringify(row, jsonValue)}\n`),
+        write: (row) => put(`${ndjsonLine(row)}\n`),
         end: async () => undefined,
       };
     case 'csv': {
@@ -75,6 +76,16 @@ export function rowWriter(format: RowFormat, columns: readonly RowColumn[], out:
   }
 }
 
+/**
+ * One row as JSON. lossless-json writes a LosslessNumber's digits as they are, so a decimal read as
+ * `71.50` comes out as the number `71.50`, not `71.5` nor the string `"71.50"`.
+ */
+function ndjsonLine(row: Record<string, unknown>): string {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(row)) out[name] = Buffer.isBuffer(value) ? value.toString('base64') : value;
+  return stringifyJson(out, jsonValue)!;
+}
+
 /** JSON.stringify replacer: binary columns as base64 text. */
 function jsonValue(this: unknown, _key: string, value: unknown): unknown {
   if (value && typeof value === 'object' && (value as { type?: unknown }).type === 'Buffer' && Array.isArray((value as { data?: unknown }).data)) {
@@ -87,7 +98,8 @@ function jsonValue(this: unknown, _key: string, value: unknown): unknown {
 function csvCell(value: unknown): unknown {
   if (value === null || value === undefined) return null;
   if (Buffer.isBuffer(value)) return value.toString('base64');
-  if (typeof value === 'object') return JSON.stringify(value, jsonValue);
+  if (isLosslessNumber(value)) return (value as LosslessNumber).value;
+  if (typeof value === 'object') return stringifyJson(value, jsonValue);
   return value;
 }
 

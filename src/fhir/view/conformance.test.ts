@@ -2,14 +2,14 @@
  * The official SQL on FHIR v2 conformance suite, read at run time from ../shared/sql-on-fhir/tests:
  * one test per case. Resources are parsed with lossless-json so decimals keep their digits (`1.0`).
  *
- * The suite writes expected rows as JSON. carepipe stores decimal columns as text in FHIR's string
- * form (the spec's default mapping), so a decimal column's "0.95" is compared as the JSON number
- * 0.95, and base64Binary (bytea) values as their base64 text.
+ * The suite writes expected rows as JSON. The evaluator gives a decimal column's value with its digits
+ * (a LosslessNumber, `0.95`), compared as the JSON number 0.95, and base64Binary (bytea) values as
+ * Buffers, compared as their base64 text.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse as parseLossless } from 'lossless-json';
+import { isLosslessNumber, parse as parseLossless } from 'lossless-json';
 import { describe, expect, it } from 'vitest';
 import { CarepipeError } from '../../errors.js';
 import { compileView, type CompiledView } from './index.js';
@@ -34,7 +34,7 @@ function asJson(view: CompiledView, row: Record<string, unknown>): Record<string
   const out: Record<string, unknown> = {};
   for (const column of view.columns) {
     let v = row[column.name];
-    if (column.fhirType === 'decimal' && typeof v === 'string') v = Number(v);
+    if (isLosslessNumber(v)) v = Number(v);
     if (Buffer.isBuffer(v)) v = v.toString('base64');
     out[column.name] = v;
   }

@@ -256,7 +256,7 @@ class ViewValidator {
     });
 
     const fhirType = declared ?? expression.type;
-    const sqlType: SqlType = collection ? 'jsonb' : (ansi ?? sqlTypeOf(fhirType));
+    const sqlType: SqlType = collection ? 'jsonb' : (ansi ?? sqlTypeOf(fhirType, declared !== undefined));
     const column: ViewColumn = {
       name,
       path: expression.expression,

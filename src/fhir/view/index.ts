@@ -23,8 +23,10 @@ export interface CompiledView {
   /** The columns, in column order. */
   columns: ViewColumn[];
   /**
-   * Rows for one resource, keys in column order; null for an empty value; collection columns as JS
-   * arrays. No rows for a resource of another type or one the where filters leave out. Throws
+   * Rows for one resource, keys in column order, values as FHIR JSON has them: a decimal as a
+   * LosslessNumber with its digits, a date or dateTime as its original string (partial ones too);
+   * null for an empty value; collection columns as JS arrays. No rows for a resource of another
+   * type or one the where filters leave out. Throws
    * CarepipeError RECORD_INVALID (context.field = the column) when a value does not fit its column.
    */
   evaluate(resource: unknown): Record<string, unknown>[];

@@ -5,14 +5,23 @@
 import { isLosslessNumber, type LosslessNumber } from 'lossless-json';
 import { isIntegerValue } from './fhirpath.js';
 
-export type SqlType = 'boolean' | 'integer' | 'bigint' | 'bytea' | 'timestamptz' | 'text' | 'jsonb';
+export type SqlType = 'boolean' | 'integer' | 'bigint' | 'numeric' | 'bytea' | 'date' | 'timestamptz' | 'text' | 'jsonb';
 
 /**
- * The spec's default mapping: boolean → BOOLEAN; integer, positiveInt, unsignedInt → INT; integer64 →
- * BIGINT; base64Binary → BINARY; instant → TIMESTAMP WITH TIME ZONE; everything else, dates and
- * decimals included, → CHARACTER VARYING in FHIR's own string form.
+ * The SQL type of a column from its FHIR type. A type the view declares (`"type": "decimal"`) is a
+ * hint an analyst relies on: decimal → NUMERIC (exact: `71.50` stays `71.50`), date → DATE, dateTime
+ * and instant → TIMESTAMP WITH TIME ZONE, so averages, date arithmetic and ordering work in SQL.
+ * A type only inferred from the expression keeps the spec's default mapping, where dates and decimals
+ * are CHARACTER VARYING: a view without hints gets the text columns it always had.
+ * Both: boolean → BOOLEAN; integer, positiveInt, unsignedInt → INT; integer64 → BIGINT; base64Binary
+ * → BINARY; instant → TIMESTAMP WITH TIME ZONE; anything else → text in FHIR's string form.
  */
-export function sqlTypeOf(fhirType: string | undefined): SqlType {
+export function sqlTypeOf(fhirType: string | undefined, declared = false): SqlType {
+  if (declared) {
+    if (fhirType === 'decimal') return 'numeric';
+    if (fhirType === 'date') return 'date';
+    if (fhirType === 'dateTime') return 'timestamptz';
+  }
   switch (fhirType) {
     case 'boolean':
       return 'boolean';
@@ -38,6 +47,9 @@ const ANSI_TYPES: Record<string, SqlType> = {
   INT: 'integer',
   SMALLINT: 'integer',
   BIGINT: 'bigint',
+  NUMERIC: 'numeric',
+  DECIMAL: 'numeric',
+  DATE: 'date',
   BINARY: 'bytea',
   VARBINARY: 'bytea',
   'BINARY VARYING': 'bytea',
@@ -118,9 +130,19 @@ export function toColumnValue(v: unknown, sqlType: SqlType, untyped = false): un
         return Buffer.from(v, 'base64');
       }
       break;
+    case 'numeric':
+      // The digits as written (a LosslessNumber when read losslessly): `71.50` stays `71.50`.
+      if (isLosslessNumber(v) || (typeof v === 'number' && Number.isFinite(v))) return v;
+      break;
+    case 'date':
+      if (typeof v === 'string') {
+        if (!parseFhirDate(v) || v.includes('T')) throw new ColumnTypeError(`'${clip(v)}' is not a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD)`);
+        return v;
+      }
+      break;
     case 'timestamptz':
       if (typeof v === 'string') {
-        if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)$/.test(v)) throw new ColumnTypeError('expected an instant with a time zone');
+        if (!parseFhirDate(v)) throw new ColumnTypeError(`'${clip(v)}' is not a FHIR dateTime (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a time zone)`);
         return v;
       }
       break;
@@ -135,4 +157,44 @@ export function toColumnValue(v: unknown, sqlType: SqlType, untyped = false): un
       return toPlainJson(v);
   }
   throw new ColumnTypeError(`expected ${sqlType === 'text' ? 'a string' : `a ${sqlType}`} value, got ${describe(v)}`);
+}
+
+/** A value quoted in a message: short, so a message never carries a whole field. */
+function clip(v: string): string {
+  return v.length > 40 ? `${v.slice(0, 40)}…` : v;
+}
+
+const FHIR_DATE_TIME = /^(\d{4})(?:-(\d\d)(?:-(\d\d)(?:T(\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?(Z|[+-]\d\d:\d\d))?)?)?$/;
+
+/** The parts of a FHIR date or dateTime, or undefined when it is not one or names no real day. */
+function parseFhirDate(v: string): { year: number; month?: number; day?: number; time: boolean } | undefined {
+  const m = FHIR_DATE_TIME.exec(v);
+  if (!m) return undefined;
+  const year = Number(m[1]);
+  const month = m[2] === undefined ? undefined : Number(m[2]);
+  const day = m[3] === undefined ? undefined : Number(m[3]);
+  if (year === 0) return undefined;
+  if (month !== undefined && (month < 1 || month > 12)) return undefined;
+  // Day 0 of the next month is the last day of this one.
+  if (day !== undefined && (day < 1 || day > new Date(Date.UTC(year, month!, 0)).getUTCDate())) return undefined;
+  if (m[4] !== undefined) {
+    if (Number(m[4]) > 23 || Number(m[5]) > 59 || Number(m[6] ?? 0) > 59) return undefined;
+    const zone = m[7]!;
+    if (zone !== 'Z' && (Number(zone.slice(1, 3)) > 14 || Number(zone.slice(4, 6)) > 59)) return undefined;
+  }
+  return { year, month, day, time: m[4] !== undefined };
+}
+
+/**
+ * The value a `date` or `timestamptz` column stores for a FHIR date or dateTime the evaluator passed:
+ * a partial one (`2020`, `2020-05`, or a dateTime without its time) as the first instant of the
+ * period it names — in UTC when it carries no zone — and `partial` true so the run can count it.
+ */
+export function firstInstantOf(v: string, sqlType: 'date' | 'timestamptz'): { value: string; partial: boolean } {
+  const parts = parseFhirDate(v);
+  if (!parts) return { value: v, partial: false };
+  if (parts.time) return { value: v, partial: false };
+  const day = `${v.slice(0, 4)}-${v.slice(5, 7) || '01'}-${v.slice(8, 10) || '01'}`;
+  if (sqlType === 'date') return { value: day, partial: parts.day === undefined };
+  return { value: `${day}T00:00:00Z`, partial: true };
 }
