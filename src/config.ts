@@ -133,8 +133,9 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
   // `memory://` is the in-memory embedded database, not a folder name (MEMORY in db/connection.ts).
   const dataDir = givenDataDir === 'memory://' ? givenDataDir : path.resolve(cwd, givenDataDir);
   const dbSchema = flags.dbSchema ?? str(env.CAREPIPE_DB_SCHEMA) ?? str(file.dbSchema);
-  if (dbSchema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(dbSchema)) {
-    throw new CarepipeError('CONFIG_INVALID', `schema name '${dbSchema}' must be lower-case letters, digits and _`);
+  // NAME_appointments, the longest of the schemas named after it, must fit Postgres's 63 bytes
+  if (dbSchema !== undefined && !/^[a-z_][a-z0-9_]{0,49}$/.test(dbSchema)) {
+    throw new CarepipeError('CONFIG_INVALID', `schema name '${dbSchema}' must be lower-case letters, digits and _, at most 50 of them`);
   }
 
   return {
