@@ -117,8 +117,14 @@ async function splitImagingStudies(knex: Knex, layout: SchemaLayout): Promise<vo
        from ??.imagingstudy i`,
     [layout.fhir, layout.fhir],
   );
-  // history from here on, as migration 620 attached it (after the copy: the copy is not a change)
+  // history from here on, as migration 620 attached it (after the copy: the copy is not a change),
+  // recorded since the time it was first attached (up kept that row for the history before the merge)
+  // (as text: a JS Date would drop the microseconds)
+  const attached = await knex('row_history_tables').where({ table_name: 'imaging_studies' }).first(knex.raw('attached_at::text as at'));
   await attachHistory(knex, 'imaging_studies', ['_resource_type', '_resource_id']);
+  if (attached) {
+    await knex('row_history_tables').where({ table_name: 'imaging_studies' }).update({ attached_at: knex.raw('?::timestamptz', [attached.at]) });
+  }
   await knex.raw(
     `update ??.imagingstudy i
         set number_of_series = (r.resource ->> 'numberOfSeries')::integer,
