@@ -16,8 +16,8 @@ import { FolderMigrationSource, migrateLatest, migrateRollback, migrationConfig 
 import { rowHistory } from '../src/db/history.js';
 import { SCHEMA_ROLES, schemaLayout, type SchemaLayout } from '../src/db/schemas.js';
 import { inRunTransaction } from '../src/db/transaction.js';
-import { BACKENDS, type Backend } from './helpers/db.js';
-import { REPO_ROOT } from './helpers/cli.js';
+import { BACKENDS, useTestDatabase, type Backend } from './helpers/db.js';
+import { REPO_ROOT, runCli } from './helpers/cli.js';
 import { testDatabaseUrl } from './helpers/env.js';
 
 const LAST_BEFORE = '20261205_840_coding_system_name_fast_path';
@@ -189,6 +189,50 @@ for (const backend of BACKENDS) {
       await knex('imaging_studies').where({ study_id: 'study-knee-xr' }).update({ status: 'cancelled' });
       expect((await rowHistory(knex, 'imaging_studies', 'ImagingStudy/study-knee-xr')).map((c) => c.operation)).toEqual(['I', 'U']);
     }, 120_000);
+  });
+}
+
+for (const backend of BACKENDS) {
+  describe(`a schema per source through the CLI on ${backend}`, () => {
+    const ctx = useTestDatabase(backend);
+
+    it('keeps the FHIR tables in their schema, and commands take a table by its plain or its schema-qualified name', async () => {
+      const layout = ctx.db.schemas;
+      await ctx.release();
+      const ingest = await runCli(['ingest-fhir', path.join(REPO_ROOT, 'fixtures/fhir/coded'), path.join(REPO_ROOT, 'fixtures/fhir/imaging'), '--json', ...ctx.test.args]);
+      expect(ingest.code).toBe(0);
+
+      const db = await ctx.test.connect();
+      try {
+        // what `\dt fhir.*` shows: the FHIR tables and nothing else; the base keeps knex's tables only
+        const tablesOf = async (schema: string) =>
+          (await db.knex('information_schema.tables').where({ table_schema: schema, table_type: 'BASE TABLE' }).orderBy('table_name').pluck('table_name')) as string[];
+        expect(await tablesOf(layout.fhir)).toEqual(FHIR_TABLES.filter((t) => t !== 'diseases'));
+        expect(await tablesOf(layout.base)).toEqual(['knex_migrations', 'knex_migrations_lock']);
+        expect(await db.knex('patient').count({ n: '*' }).first()).toEqual({ n: 2 });
+      } finally {
+        await db.close();
+      }
+
+      const plain = await runCli(['export-csv', 'patient', '--columns', 'id,gender', '--eol', 'lf', ...ctx.test.args]);
+      const qualified = await runCli(['export-csv', `${layout.fhir}.patient`, '--columns', 'id,gender', '--eol', 'lf', ...ctx.test.args]);
+      expect(plain.code).toBe(0);
+      expect(plain.stdout).toBe('id,gender\ncp-1,female\nip-1,male\n');
+      expect(qualified).toMatchObject({ code: 0, stdout: plain.stdout });
+
+      const history = await runCli(['history', 'fhir_resources', 'Patient/cp-1', '--json', ...ctx.test.args]);
+      const historyQualified = await runCli(['history', `${layout.fhir}.fhir_resources`, 'Patient/cp-1', '--json', ...ctx.test.args]);
+      expect(history.code).toBe(0);
+      expect(JSON.parse(history.stdout).changes.map((c: { operation: string }) => c.operation)).toEqual(['I']);
+      expect(historyQualified).toMatchObject({ code: 0, stdout: history.stdout });
+
+      const wrongSchema = await runCli(['export-csv', `${layout.clinicians}.patient`, ...ctx.test.args]);
+      expect(wrongSchema.code).toBe(2);
+      expect(wrongSchema.stderr).toContain(`${layout.clinicians}.patient: there is no table patient in schema ${layout.clinicians}`);
+      const unknownSchema = await runCli(['history', 'elsewhere.patient', 'Patient/cp-1', ...ctx.test.args]);
+      expect(unknownSchema.code).toBe(2);
+      expect(unknownSchema.stderr).toContain("elsewhere.patient: elsewhere is not one of carepipe's schemas");
+    }, 180_000);
   });
 }
 
