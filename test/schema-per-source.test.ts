@@ -14,7 +14,7 @@ import { openDatabase, type Database } from '../src/db/connection.js';
 import { RunLedger } from '../src/db/ledger.js';
 import { FolderMigrationSource, migrateLatest, migrateRollback, migrationConfig } from '../src/db/migrations.js';
 import { rowHistory } from '../src/db/history.js';
-import { SCHEMA_ROLES, schemaLayout, type SchemaLayout } from '../src/db/schemas.js';
+import { SCHEMA_ROLES, schemaLayout, schemasToDrop, type SchemaLayout } from '../src/db/schemas.js';
 import { inRunTransaction } from '../src/db/transaction.js';
 import { BACKENDS, useTestDatabase, type Backend } from './helpers/db.js';
 import { REPO_ROOT, runCli } from './helpers/cli.js';
@@ -251,8 +251,7 @@ async function freshDatabase(backend: Backend, tmp: string): Promise<{ db: Datab
     cleanup: async () => {
       const admin = await openDatabase(resolveSettings({ databaseUrl: url }, {}, tmp));
       try {
-        const layout = schemaLayout(base);
-        for (const name of [...SCHEMA_ROLES.map((role) => layout[role]), base]) await admin.knex.raw('drop schema if exists ?? cascade', [name]);
+        for (const name of schemasToDrop(base)) await admin.knex.raw('drop schema if exists ?? cascade', [name]);
       } finally {
         await admin.close();
       }

@@ -48,6 +48,12 @@ export function searchPath(layout: SchemaLayout): string[] {
   return [layout.base, ...SCHEMA_ROLES.map((role) => layout[role])];
 }
 
+/** Every schema of the database on base `base`, the base last: what to drop, in order, to remove it all. */
+export function schemasToDrop(base: string): string[] {
+  const layout = schemaLayout(base);
+  return [...SCHEMA_ROLES.map((role) => layout[role]), base];
+}
+
 /**
  * The tables of fixed name and the schema each lives in. FHIR flat tables (any table with the
  * bookkeeping column `_resource_id`, `--view` tables included) live in `fhir` too.
@@ -83,7 +89,7 @@ export async function plainTableName(knex: Knex | Knex.Transaction, name: string
   if (dot < 0) return name;
   const schema = name.slice(0, dot);
   const table = name.slice(dot + 1);
-  const schemas = [layout.base, ...SCHEMA_ROLES.map((role) => layout[role])];
+  const schemas = searchPath(layout);
   if (!schemas.includes(schema)) {
     throw new CarepipeError('USAGE', `${name}: ${schema} is not one of carepipe's schemas (${schemas.join(', ')})`, { table: name });
   }

@@ -14,7 +14,7 @@ import type { CommonFlags } from '../../src/config.js';
 import { resolveSettings } from '../../src/config.js';
 import { openDatabase, type Database } from '../../src/db/connection.js';
 import { migrateLatest } from '../../src/db/migrations.js';
-import { SCHEMA_ROLES, schemaLayout } from '../../src/db/schemas.js';
+import { schemasToDrop } from '../../src/db/schemas.js';
 import { testDatabaseUrl } from './env.js';
 
 export type Backend = 'pglite' | 'postgres';
@@ -72,8 +72,7 @@ export async function createTestDatabase(backend: Backend): Promise<TestDatabase
       const db = await openDatabase(resolveSettings({ databaseUrl: url }, {}, tmp));
       try {
         // the base schema and the source and bookkeeping schemas named after it (src/db/schemas.ts)
-        const layout = schemaLayout(schema);
-        for (const name of [...SCHEMA_ROLES.map((role) => layout[role]), schema]) await db.knex.raw('drop schema if exists ?? cascade', [name]);
+        for (const name of schemasToDrop(schema)) await db.knex.raw('drop schema if exists ?? cascade', [name]);
       } finally {
         await db.close();
         rmSync(tmp, { recursive: true, force: true });
