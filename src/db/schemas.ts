@@ -48,10 +48,13 @@ export function searchPath(layout: SchemaLayout): string[] {
   return [layout.base, ...SCHEMA_ROLES.map((role) => layout[role])];
 }
 
-/** Every schema of the database on base `base`, the base last: what to drop, in order, to remove it all. */
+/**
+ * Every schema of the database on base `base` (a `--db-schema`), the base last: what to drop, in
+ * order, to remove it all. Never `public`, which is the server's as much as carepipe's.
+ */
 export function schemasToDrop(base: string): string[] {
   const layout = schemaLayout(base);
-  return [...SCHEMA_ROLES.map((role) => layout[role]), base];
+  return [...SCHEMA_ROLES.map((role) => layout[role]), ...(base === 'public' ? [] : [base])];
 }
 
 /**
