@@ -220,6 +220,13 @@ for (const backend of BACKENDS) {
       expect(plain.stdout).toBe('id,gender\ncp-1,female\nip-1,male\n');
       expect(qualified).toMatchObject({ code: 0, stdout: plain.stdout });
 
+      // carepipe sql: the connection's search path finds the plain name, and the qualified one is SQL's own
+      const sql = await runCli(['sql', 'select id, gender from patient order by id', '--format', 'csv', ...ctx.test.args]);
+      const sqlQualified = await runCli(['sql', `select id, gender from ${layout.fhir}.patient order by id`, '--format', 'csv', ...ctx.test.args]);
+      expect(sql.code, sql.stderr).toBe(0);
+      expect(sql.stdout).toBe('id,gender\r\ncp-1,female\r\nip-1,male\r\n');
+      expect(sqlQualified).toMatchObject({ code: 0, stdout: sql.stdout });
+
       const history = await runCli(['history', 'fhir_resources', 'Patient/cp-1', '--json', ...ctx.test.args]);
       const historyQualified = await runCli(['history', `${layout.fhir}.fhir_resources`, 'Patient/cp-1', '--json', ...ctx.test.args]);
       expect(history.code).toBe(0);
