@@ -93,12 +93,15 @@ async function mergeImagingStudies(knex: Knex, layout: SchemaLayout): Promise<vo
       where s._resource_type = i._resource_type and s._resource_id = i._resource_id and s.study_id = i.id`,
     [layout.fhir, layout.fhir],
   );
-  // a study only imaging_studies had (none when both views were filled by the same ingests)
+  // a study only imaging_studies had (none when both views were filled by the same ingests); started
+  // through text, whatever type migration 900 gave each table
+  const types = await columnTypes(knex, layout.fhir, 'imagingstudy');
+  const rowIndex = types._row_index ? ', _row_index' : '';
   await knex.raw(
     `insert into ??.imagingstudy (id, status, patient_id, encounter_id, started, number_of_series, number_of_instances,
-                                  modality, body_site, body_site_display, description, _resource_type, _resource_id)
-     select s.study_id, s.status, s.patient_id, s.encounter_id, s.started, s.series_count, s.instance_count,
-            s.modality, s.body_site_code, s.body_site, s.description, s._resource_type, s._resource_id
+                                  modality, body_site, body_site_display, description, _resource_type, _resource_id${rowIndex})
+     select s.study_id, s.status, s.patient_id, s.encounter_id, s.started::text::${types.started}, s.series_count, s.instance_count,
+            s.modality, s.body_site_code, s.body_site, s.description, s._resource_type, s._resource_id${rowIndex ? ', 0' : ''}
        from ??.imaging_studies s
       where not exists (select 1 from ??.imagingstudy i where i._resource_type = s._resource_type and i._resource_id = s._resource_id)`,
     [layout.fhir, layout.fhir, layout.fhir],
@@ -109,13 +112,15 @@ async function mergeImagingStudies(knex: Knex, layout: SchemaLayout): Promise<vo
 /** Back to the two tables, imagingstudy's columns as views/imagingstudy.json gave them before (from the stored resources). */
 async function splitImagingStudies(knex: Knex, layout: SchemaLayout): Promise<void> {
   await ensureFlatTable(knex, IMAGING_STUDIES, layout.fhir);
+  const types = await columnTypes(knex, layout.fhir, 'imaging_studies');
+  const rowIndex = types._row_index ? ', _row_index' : '';
   await knex.raw(
     `insert into ??.imaging_studies (study_id, patient_id, encounter_id, status, started, modality, body_site_code, body_site,
-                                     series_count, instance_count, description, _resource_type, _resource_id)
-     select i.id, i.patient_id, i.encounter_id, i.status, i.started, i.modality, i.body_site, i.body_site_display,
-            i.number_of_series, i.number_of_instances, i.description, i._resource_type, i._resource_id
-       from ??.imagingstudy i`,
-    [layout.fhir, layout.fhir],
+                                     series_count, instance_count, description, _resource_type, _resource_id${rowIndex})
+     select i.id, i.patient_id, i.encounter_id, i.status, coalesce(r.resource ->> 'started', i.started::text)::${types.started}, i.modality,
+            i.body_site, i.body_site_display, i.number_of_series, i.number_of_instances, i.description, i._resource_type, i._resource_id${rowIndex ? ', i._row_index' : ''}
+       from ??.imagingstudy i left join ??.fhir_resources r on r.resource_type = i._resource_type and r.id = i._resource_id`,
+    [layout.fhir, layout.fhir, layout.fhir],
   );
   // history from here on, as migration 620 attached it (after the copy: the copy is not a change),
   // recorded since the time it was first attached (up kept that row for the history before the merge)
@@ -137,4 +142,14 @@ async function splitImagingStudies(knex: Knex, layout: SchemaLayout): Promise<vo
     [layout.fhir, layout.fhir],
   );
   await knex.raw('alter table ??.imagingstudy drop column description', [layout.fhir]);
+}
+
+/** The SQL type of each column of a table, as format_type writes it. */
+async function columnTypes(knex: Knex, schema: string, table: string): Promise<Record<string, string>> {
+  const result = await knex.raw<{ rows: { name: string; type: string }[] }>(
+    `select a.attname as name, format_type(a.atttypid, a.atttypmod) as type from pg_attribute a
+      where a.attrelid = to_regclass(?) and a.attnum > 0 and not a.attisdropped`,
+    [`"${schema}"."${table}"`],
+  );
+  return Object.fromEntries(result.rows.map((r) => [r.name, r.type]));
 }

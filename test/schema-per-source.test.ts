@@ -20,12 +20,10 @@ import { BACKENDS, useTestDatabase, type Backend } from './helpers/db.js';
 import { REPO_ROOT, runCli } from './helpers/cli.js';
 import { testDatabaseUrl } from './helpers/env.js';
 
-const LAST_BEFORE = '20261205_840_coding_system_name_fast_path';
-
-/** The migrations as they were before this change. */
+/** The migrations as they were before this change (through 20261205_840, and 20261206_900 of the typed columns). */
 class MigrationsBefore950 extends FolderMigrationSource {
   override async getMigrations() {
-    return (await super.getMigrations()).filter((m) => m.name <= LAST_BEFORE);
+    return (await super.getMigrations()).filter((m) => m.name < '20261206_950');
   }
 }
 
@@ -81,20 +79,20 @@ async function load(db: Database): Promise<number> {
     await trx('fhir_resources').insert(
       studies.map((r) => ({ resource_type: r.resourceType, id: r.id, resource: JSON.stringify(r), content_hash: r.id, source: 'study-with-labels.json' })),
     );
-    await trx('patient').insert({ id: 'ip-1', gender: 'female', _resource_type: 'Patient', _resource_id: 'ip-1' });
+    await trx('patient').insert({ id: 'ip-1', gender: 'female', _resource_type: 'Patient', _resource_id: 'ip-1', _row_index: 0 });
     // the two views' rows as the shipped views gave them before the change
     await trx('imagingstudy').insert([
       { id: 'study-chest-ct', status: 'available', patient_id: 'ip-1', started: '2026-10-02T08:15:00Z', number_of_series: 2, number_of_instances: 3, modality: 'CT',
         procedure_system: 'http://loinc.org', procedure: '24627-2', procedure_display: 'CT Chest', body_site: '51185008', body_site_display: 'Thoracic structure',
-        _resource_type: 'ImagingStudy', _resource_id: 'study-chest-ct' },
+        _resource_type: 'ImagingStudy', _resource_id: 'study-chest-ct', _row_index: 0 },
       { id: 'study-knee-xr', status: 'available', patient_id: 'ip-1', started: '2025-01-20', number_of_series: null, number_of_instances: null, modality: 'DX',
-        body_site: '72696002', body_site_display: 'Knee region structure', _resource_type: 'ImagingStudy', _resource_id: 'study-knee-xr' },
+        body_site: '72696002', body_site_display: 'Knee region structure', _resource_type: 'ImagingStudy', _resource_id: 'study-knee-xr', _row_index: 0 },
     ]);
     await trx('imaging_studies').insert([
       { study_id: 'study-chest-ct', patient_id: 'ip-1', status: 'available', started: '2026-10-02T08:15:00Z', modality: 'CT,SR', body_site_code: '51185008',
-        body_site: 'Thoracic structure', series_count: 2, instance_count: 3, description: 'CT chest without contrast', _resource_type: 'ImagingStudy', _resource_id: 'study-chest-ct' },
+        body_site: 'Thoracic structure', series_count: 2, instance_count: 3, description: 'CT chest without contrast', _resource_type: 'ImagingStudy', _resource_id: 'study-chest-ct', _row_index: 0 },
       { study_id: 'study-knee-xr', patient_id: 'ip-1', status: 'available', started: '2025-01-20', modality: 'DX', body_site_code: '72696002',
-        body_site: 'Knee region structure', series_count: 1, instance_count: 1, _resource_type: 'ImagingStudy', _resource_id: 'study-knee-xr' },
+        body_site: 'Knee region structure', series_count: 1, instance_count: 1, _resource_type: 'ImagingStudy', _resource_id: 'study-knee-xr', _row_index: 0 },
     ]);
     await trx('clinicians').insert({ provider: 'noteworth', clinician_key: 'c1', family_name: 'Hall', first_seen: '2026-11-01T00:00:00Z', last_seen: '2026-11-01T00:00:00Z', source_run: ledger.id });
     await trx('organizations').insert({ finess: '750712184', name: 'Hôpital Saint-Louis', run_id: ledger.id });

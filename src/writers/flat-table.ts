@@ -8,7 +8,6 @@ import type { Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
 import { quoteIdent } from '../db/catalog.js';
 import type { DatabaseKind } from '../db/connection.js';
-import { quoteIdent } from '../db/catalog.js';
 import { recordset, writeRows, type Row } from './json-rows.js';
 
 export type ColumnSqlType = 'boolean' | 'integer' | 'bigint' | 'numeric' | 'bytea' | 'date' | 'timestamptz' | 'text' | 'jsonb';
