@@ -5,10 +5,14 @@
  */
 import type { Knex } from 'knex';
 import { FolderMigrationSource } from './src/db/migrations.js';
+import { schemaLayout, searchPath } from './src/db/schemas.js';
 
 const config: Knex.Config = {
   client: 'pg',
   connection: process.env.DATABASE_URL,
+  // carepipe's own search path (public, then carepipe, fhir, …): the history triggers keep the one
+  // they are created with, and migration 950 finds the tables of earlier ones by plain name
+  searchPath: searchPath(schemaLayout(process.env.CAREPIPE_DB_SCHEMA || 'public')),
   migrations: { migrationSource: new FolderMigrationSource(), tableName: 'knex_migrations' },
 };
 

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { schemasToDrop } from '../dist/src/db/schemas.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const self = fileURLToPath(import.meta.url);
@@ -63,7 +64,9 @@ try {
   fake.kill();
   const pg = (await import('pg')).default;
   const client = new pg.Client({ connectionString: url });
-  await client.connect().then(() => client.query(`drop schema if exists ${schema} cascade`)).catch(() => undefined);
+  await client.connect().then(async () => {
+    for (const s of schemasToDrop(schema)) await client.query(`drop schema if exists ${s} cascade`);
+  }).catch(() => undefined);
   await client.end().catch(() => undefined);
   rmSync(tmp, { recursive: true, force: true });
 }

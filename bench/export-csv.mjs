@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { schemasToDrop } from '../dist/src/db/schemas.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { openDatabase } = await import(path.join(root, 'dist/src/db/connection.js'));
@@ -82,7 +83,7 @@ try {
   process.stderr.write(`postgres research: ${JSON.stringify(figures.postgres_research)}\n`);
 } finally {
   const db = await openDatabase(resolveSettings({ databaseUrl: url }, {}, tmp));
-  await db.knex.raw('drop schema if exists ?? cascade', [schema]);
+  for (const s of schemasToDrop(schema)) await db.knex.raw('drop schema if exists ?? cascade', [s]);
   await db.close();
 }
 if (pgliteRows > 0) {

@@ -35,7 +35,8 @@ if (process.argv[2] === '--child') {
     const pg = (await import('pg')).default;
     const client = new pg.Client({ connectionString: process.env.BENCH_DATABASE_URL });
     await client.connect();
-    await client.query(`drop schema if exists ${schema} cascade`);
+    const { schemasToDrop } = await import(pathToFileURL(path.join(root, 'dist/src/db/schemas.js')).href);
+    for (const s of schemasToDrop(schema)) await client.query(`drop schema if exists ${s} cascade`);
     await client.end();
   }
   process.stdout.write(`${JSON.stringify({ code, counts: summary.counts, seconds, cpu_seconds: (used.user + used.system) / 1e6, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) })}\n`);

@@ -19,6 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
+import { schemasToDrop } from '../dist/src/db/schemas.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const input = process.env.BENCH_FHIR_DIR ?? path.resolve(here, '..', '..', 'shared', 'fhir', 'synthea-bulk');
@@ -66,25 +67,25 @@ try {
   // writes them (lz4, the run named for history), with the primary key, the index and the history trigger.
   carepipe(['migrate', '--database-url', url, '--db-schema', floorSchema]);
   const store = await copyLines(
-    `copy ${floorSchema}.fhir_resources (resource_type, id, version_id, last_updated, resource, content_hash, source) from stdin`,
+    `copy ${floorSchema}_fhir.fhir_resources (resource_type, id, version_id, last_updated, resource, content_hash, source) from stdin`,
     (r, line) => `${r.resourceType}\t${r.id}\t${r.meta?.versionId ?? '\\N'}\t${r.meta?.lastUpdated ?? '\\N'}\t${line}\t${createHash('sha256').update(line).digest('base64url')}\tbench`,
     [`set local search_path = ${floorSchema}`, `set local default_toast_compression = 'lz4'`, `select set_config('carepipe.run_id', '0', true)`],
   );
-  await client.query(`drop schema if exists ${floorSchema} cascade`);
+  for (const s of schemasToDrop(floorSchema)) await client.query(`drop schema if exists ${s} cascade`);
   out.store_with_history = store;
   out.ratio_store_with_history_to_copy = +(store.resources_per_s / bare.resources_per_s).toFixed(2);
 
   // The whole ingest without row history: the triggers of every table dropped after migrating.
   carepipe(['migrate', '--database-url', url, '--db-schema', noHistorySchema]);
   const { rows: triggers } = await client.query(
-    `select t.tgname, c.relname from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
-      where n.nspname = $1 and t.tgname like 'carepipe_history%'`,
-    [noHistorySchema],
+    `select t.tgname, n.nspname, c.relname from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = any($1) and t.tgname like 'carepipe_history%'`,
+    [schemasToDrop(noHistorySchema)],
   );
-  for (const t of triggers) await client.query(`drop trigger ${pg.escapeIdentifier(t.tgname)} on ${pg.escapeIdentifier(noHistorySchema)}.${pg.escapeIdentifier(t.relname)}`);
+  for (const t of triggers) await client.query(`drop trigger ${pg.escapeIdentifier(t.tgname)} on ${pg.escapeIdentifier(t.nspname)}.${pg.escapeIdentifier(t.relname)}`);
   out.postgres_without_history = figures(carepipe(['ingest-fhir', input, '--database-url', url, '--db-schema', noHistorySchema]));
   out.ratio_without_history_to_copy = +(out.postgres_without_history.resources_per_s / bare.resources_per_s).toFixed(2);
-  await client.query(`drop schema if exists ${noHistorySchema} cascade`);
+  for (const s of schemasToDrop(noHistorySchema)) await client.query(`drop schema if exists ${s} cascade`);
 
   // Embedded PGlite (a fresh folder: the first command also creates and migrates it)
   const dir = mkdtempSync(path.join(os.tmpdir(), 'carepipe-bench-'));
@@ -95,7 +96,7 @@ try {
     rmSync(dir, { recursive: true, force: true });
   }
 } finally {
-  for (const s of [schema, floorSchema, noHistorySchema]) await client.query(`drop schema if exists ${s} cascade`).catch(() => undefined);
+  for (const s of [schema, floorSchema, noHistorySchema].flatMap(schemasToDrop)) await client.query(`drop schema if exists ${s} cascade`).catch(() => undefined);
   await client.end();
 }
 console.log(JSON.stringify(out));

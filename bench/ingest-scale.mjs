@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { schemasToDrop } from '../dist/src/db/schemas.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -70,7 +71,7 @@ function run(input, workers) {
     const rss = Number(/maxrss_kb=(\d+)/.exec(child.stderr)?.[1] ?? 0);
     return { read: summary.counts.read, written: summary.counts.written, seconds, peakRssMb: Math.round(rss / 1024) };
   } finally {
-    psql(`drop schema if exists ${schema} cascade`);
+    psql(schemasToDrop(schema).map((s) => `drop schema if exists ${s} cascade;`).join(' '));
   }
 }
 

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { loadShippedViews, tablesOf } from '../src/fhir/views.js';
-import { ensureFlatTable } from '../src/writers/flat-table.js';
+import { ensureFlatTable, type TableSpec } from '../src/writers/flat-table.js';
 
 /**
  * The views this migration creates tables for, named so that views shipped later (with their own
@@ -23,9 +23,19 @@ const VIEW_FILES = [
   'procedure.json',
 ];
 
+/**
+ * The tables as this migration created them: imagingstudy's `description` came with migration 950
+ * (which merged imaging_studies into it), which adds the column itself.
+ */
+function tablesAsCreated(): TableSpec[] {
+  return tablesOf(loadShippedViews(VIEW_FILES)).map((t) =>
+    t.table === 'imagingstudy' ? { ...t, columns: t.columns.filter((c) => c.name !== 'description') } : t,
+  );
+}
+
 /** Flat tables of the shipped views, and the record of FHIR files already loaded. */
 export async function up(knex: Knex): Promise<void> {
-  for (const table of tablesOf(loadShippedViews(VIEW_FILES))) await ensureFlatTable(knex, table);
+  for (const table of tablesAsCreated()) await ensureFlatTable(knex, table);
   await knex.schema.createTable('fhir_files_done', (t) => {
     t.text('path').primary();
     t.bigInteger('size').notNullable();

@@ -58,6 +58,14 @@ describe('resolveSettings', () => {
     }
   });
 
+  it('takes a --db-schema that leaves room for its NAME_appointments and is not named like one of its schemas', () => {
+    expect(resolveSettings({ dbSchema: 't_0a1b2c3d4e5f' }, {}, '/cwd').dbSchema).toBe('t_0a1b2c3d4e5f');
+    expect(resolveSettings({ dbSchema: 'a'.repeat(50) }, {}, '/cwd').dbSchema).toBe('a'.repeat(50));
+    expect(() => resolveSettings({ dbSchema: 'a'.repeat(51) }, {}, '/cwd')).toThrow(/at most 50/);
+    expect(() => resolveSettings({ dbSchema: 'ward_fhir' }, {}, '/cwd')).toThrow(/'ward_fhir' is taken by carepipe's layout \(NAME_fhir holds the fhir tables of NAME\)/);
+    expect(() => resolveSettings({}, { CAREPIPE_DB_SCHEMA: 'carepipe' }, '/cwd')).toThrow(/'carepipe' is taken/);
+  });
+
   it('keeps memory:// as the in-memory database rather than a folder of that name', () => {
     expect(resolveSettings({ dataDir: 'memory://' }, {}, '/cwd').dataDir).toBe('memory://');
     expect(resolveSettings({}, { CAREPIPE_DATA_DIR: 'memory://' }, '/cwd').dataDir).toBe('memory://');

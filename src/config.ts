@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CarepipeError } from './errors.js';
+import { SCHEMA_ROLES } from './db/schemas.js';
 import { isSecretSetting, MASK, maskSecrets } from './http/mask.js';
 
 export type Env = Record<string, string | undefined>;
@@ -133,8 +134,14 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
   // `memory://` is the in-memory embedded database, not a folder name (MEMORY in db/connection.ts).
   const dataDir = givenDataDir === 'memory://' ? givenDataDir : path.resolve(cwd, givenDataDir);
   const dbSchema = flags.dbSchema ?? str(env.CAREPIPE_DB_SCHEMA) ?? str(file.dbSchema);
-  if (dbSchema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(dbSchema)) {
-    throw new CarepipeError('CONFIG_INVALID', `schema name '${dbSchema}' must be lower-case letters, digits and _`);
+  // NAME_appointments, the longest of the schemas named after it, must fit Postgres's 63 bytes
+  if (dbSchema !== undefined && !/^[a-z_][a-z0-9_]{0,49}$/.test(dbSchema)) {
+    throw new CarepipeError('CONFIG_INVALID', `schema name '${dbSchema}' must be lower-case letters, digits and _, at most 50 of them`);
+  }
+  // NAME_fhir is the FHIR schema of --db-schema NAME: a base named like one would share it
+  const role = SCHEMA_ROLES.find((r) => dbSchema === r || dbSchema?.endsWith(`_${r}`));
+  if (role) {
+    throw new CarepipeError('CONFIG_INVALID', `schema name '${dbSchema}' is taken by carepipe's layout (NAME_${role} holds the ${role} tables of NAME): choose another`);
   }
 
   return {

@@ -1,5 +1,5 @@
 /**
- * codings, diseases, imaging_studies and image_labels filled by `carepipe ingest-fhir` (the built
+ * codings, diseases, imagingstudy and image_labels filled by `carepipe ingest-fhir` (the built
  * binary) from the coded and imaging fixtures, and the row history an ingest run leaves, on both back ends.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -22,7 +22,7 @@ for (const backend of BACKENDS) {
       return JSON.parse(result.stdout) as { run_id: number };
     }
 
-    it('fills codings with system names, diseases, imaging_studies and image_labels', async () => {
+    it('fills codings with system names, diseases, imagingstudy and image_labels', async () => {
       await ctx.release();
       await ingest(CODED, IMAGING);
       const db = await ctx.test.connect();
@@ -42,9 +42,9 @@ for (const backend of BACKENDS) {
           snomed_code: '44054006',
         });
         expect(await knex('diseases').count({ n: '*' }).first()).toEqual({ n: 4 });
-        expect(await knex('imaging_studies').orderBy('study_id').select('study_id', 'patient_id', 'modality', 'body_site', 'series_count', 'instance_count')).toEqual([
-          { study_id: 'study-chest-ct', patient_id: 'ip-1', modality: 'CT,SR', body_site: 'Thoracic structure', series_count: 2, instance_count: 3 },
-          { study_id: 'study-knee-xr', patient_id: 'ip-1', modality: 'DX', body_site: 'Knee region structure', series_count: 1, instance_count: 1 },
+        expect(await knex('imagingstudy').orderBy('id').select('id', 'patient_id', 'modality', 'body_site_display', 'number_of_series', 'number_of_instances')).toEqual([
+          { id: 'study-chest-ct', patient_id: 'ip-1', modality: 'CT,SR', body_site_display: 'Thoracic structure', number_of_series: 2, number_of_instances: 3 },
+          { id: 'study-knee-xr', patient_id: 'ip-1', modality: 'DX', body_site_display: 'Knee region structure', number_of_series: 1, number_of_instances: 1 },
         ]);
         const labels = await knex('image_labels').orderBy(['source_id', 'label_code']).select('study_id', 'source_id', 'label_code', 'labelled_by');
         expect(labels).toEqual([

@@ -261,8 +261,8 @@ for (const backend of BACKENDS) {
     it('declares an export treatment for every column of the directory tables and view, in order', async () => {
       for (const source of directorySources) {
         const result = await ctx.db.knex.raw<{ rows: { column_name: string }[] }>(
-          'select column_name from information_schema.columns where table_schema = current_schema() and table_name = ? order by ordinal_position',
-          [source.relation ?? source.name],
+          'select column_name from information_schema.columns where table_schema = ? and table_name = ? order by ordinal_position',
+          [ctx.db.schemas.directory, source.relation ?? source.name],
         );
         expect(Object.keys(source.columns)).toEqual(result.rows.map((r) => r.column_name));
       }

@@ -34,7 +34,8 @@ async function snapshot(db: Database): Promise<Snapshot> {
     .select('resource_type', 'id', 'version_id', knex.raw('last_updated::text as last_updated'), knex.raw('resource::text as resource'), 'content_hash', 'deleted')
     .orderBy(['resource_type', 'id'])) as Record<string, unknown>[];
   const flat = (await knex.raw(
-    `select table_name from information_schema.columns where column_name = '_resource_id' and table_schema = current_schema() order by table_name`,
+    `select table_name from information_schema.columns where column_name = '_resource_id' and table_schema = ? order by table_name`,
+    [db.schemas.fhir],
   )) as { rows: { table_name: string }[] };
   const tables: Snapshot['tables'] = {};
   for (const { table_name } of flat.rows) {

@@ -191,6 +191,10 @@ describe.each(BACKENDS)('carepipe ingest-fhir on %s', (backend) => {
     const expected = sampleResources().filter((r) => r.resourceType === 'Observation' && JSON.stringify(r.code).includes('85354-9'));
     expect(rows.map((r: { id: string }) => r.id)).toEqual(expected.map((r) => r.id).sort());
     expect(rows.every((r: { systolic: string | null; patient_id: string | null }) => r.systolic !== null && r.patient_id !== null)).toBe(true);
+    // created in the FHIR schema, beside the shipped views' tables
+    const schema = await withDb(ctx.test, async (knex) =>
+      (await knex.raw(`select n.nspname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = to_regclass('blood_pressure')`)).rows[0]?.nspname);
+    expect(schema).toBe(ctx.db.schemas.fhir);
     const clash = path.join(ctx.test.tmp, 'clash.json');
     writeFileSync(clash, JSON.stringify({ resourceType: 'ViewDefinition', name: 'blood_pressure', resource: 'Observation', select: [{ column: [{ name: 'id', path: 'id' }] }] }));
     const refused = await ingest('fixtures/fhir/sample', '--view', clash);

@@ -27,7 +27,7 @@ describe.each(BACKENDS)('views and names on %s', (backend) => {
     const db = await ctx.test.connect();
     try {
       const { rows } = await db.knex.raw<{ rows: { relname: string }[] }>(
-        `select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = current_schema() and c.relkind in ('r', 'v') order by 1`,
+        `select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = any(current_schemas(false)) and c.relkind in ('r', 'v') order by 1`,
       );
       return rows.map((r) => r.relname);
     } finally {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
 import { maskUrl, type Settings } from '../config.js';
+import { schemaLayout, searchPath, type SchemaLayout } from './schemas.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 
@@ -17,10 +18,12 @@ export interface Database {
   kind: DatabaseKind;
   /** Where the data lives, with any password masked: safe to print. */
   where: string;
-  /** The schema carepipe works in. */
+  /** The base schema: `--db-schema NAME`, else public. */
   schema: string;
   /** This open created the embedded database (its folder held none): the CLI says where. */
   created?: boolean;
+  /** The schema of each source and of carepipe's bookkeeping (see schemas.ts). */
+  schemas: SchemaLayout;
   close(): Promise<void>;
 }
 
@@ -70,6 +73,7 @@ export async function openDatabase(settings: Settings, options: OpenOptions = {}
 }
 
 async function openServer(url: string, schema: string | undefined): Promise<Database> {
+  const schemas = schemaLayout(schema ?? 'public');
   const pg = await import('pg');
   const types = {
     getTypeParser: (oid: number, format?: string) =>
@@ -80,16 +84,19 @@ async function openServer(url: string, schema: string | undefined): Promise<Data
     connection: { connectionString: withDefaultUser(url), types, application_name: 'carepipe' } as Knex.PgConnectionConfig,
     log: quietLog,
     pool: { min: 0, max: 4 },
-    searchPath: schema ? [schema] : undefined,
+    searchPath: searchPath(schemas),
   });
   try {
+    // the sources' schemas are the migrations' to create: a database not yet migrated has none
     if (schema) await knex.raw('create schema if not exists ??', [schema]);
-    const row = await knex.raw<{ rows: { schema: string }[] }>('select current_schema() as schema');
+    // reached now, so that an unreachable server fails here as DB_UNREACHABLE (exit 4)
+    else await knex.raw('select 1');
     return {
       knex,
       kind: 'postgres',
       where: maskUrl(url),
-      schema: row.rows[0]?.schema ?? 'public',
+      schema: schemas.base,
+      schemas,
       close: () => knex.destroy(),
     };
   } catch (err) {
@@ -117,6 +124,7 @@ async function openEmbedded(dataDir: string, schema: string | undefined, options
     mkdirSync(dataDir, { recursive: true });
     release = await lockDataDir(dataDir, options.wait ?? false);
   }
+  const schemas = schemaLayout(schema ?? 'public');
   try {
     const pglite = new PGlite(memory ? undefined : dataDir, { parsers });
     await pglite.waitReady;
@@ -124,14 +132,15 @@ async function openEmbedded(dataDir: string, schema: string | undefined, options
       client: ClientPGLite as unknown as typeof Knex.Client,
       connection: { pglite } as unknown as Knex.StaticConnectionConfig,
       log: quietLog,
-      searchPath: schema ? [schema] : undefined,
+      searchPath: searchPath(schemas),
     });
     if (schema) await knex.raw('create schema if not exists ??', [schema]);
     return {
       knex,
       kind: 'pglite',
       where: memory ? 'embedded (in memory)' : `embedded (${dataDir})`,
-      schema: schema ?? 'public',
+      schema: schemas.base,
+      schemas,
       created,
       close: async () => {
         await knex.destroy();

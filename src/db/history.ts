@@ -27,7 +27,11 @@ export type HistoryOperation = 'I' | 'U' | 'D';
 /** How updates are paired: by key in one statement, or row by row. `auto` picks by key uniqueness. */
 export type HistoryMode = 'auto' | 'statement' | 'row';
 
-/** Functions the triggers call; created by the migration and again (idempotently) by attachHistory. */
+/**
+ * Functions the triggers call; created by the migration and again (idempotently) by attachHistory.
+ * The trigger functions keep the search path of carepipe's connection that created them: row_history
+ * lives in carepipe's own schema, which a user's psql session changing a clinical row need not list.
+ */
 export const HISTORY_FUNCTIONS_SQL: string[] = [`
 create or replace function carepipe_history_unchanged(before_row jsonb, after_row jsonb) returns boolean
 language sql immutable as $$
@@ -41,7 +45,8 @@ create or replace function carepipe_history_run_id() returns bigint language sql
   select nullif(current_setting('carepipe.run_id', true), '')::bigint
 $$`,
 `
-create or replace function carepipe_history_statement() returns trigger language plpgsql as $$
+create or replace function carepipe_history_statement() returns trigger language plpgsql
+set search_path from current as $$
 declare
   run bigint := carepipe_history_run_id();
   new_key text;
@@ -79,7 +84,8 @@ begin
   return null;
 end
 $$`,
-`create or replace function carepipe_history_row() returns trigger language plpgsql as $$
+`create or replace function carepipe_history_row() returns trigger language plpgsql
+set search_path from current as $$
 declare
   before_row jsonb;
   after_row jsonb;
@@ -212,9 +218,9 @@ export async function detachHistory(knex: Knex, table: string): Promise<void> {
  */
 export async function historyKeyColumns(knex: Knex, table: string): Promise<string[]> {
   const result = await knex.raw<{ rows: { column_name: string }[] }>(
-    `select column_name from information_schema.columns
-      where table_schema = current_schema() and table_name = ? and column_name in ('_resource_type', '_resource_id')`,
-    [table],
+    `select a.attname as column_name from pg_attribute a
+      where a.attrelid = to_regclass(?) and not a.attisdropped and a.attname in ('_resource_type', '_resource_id')`,
+    [quoteIdent(table)],
   );
   if (result.rows.length === 2) return ['_resource_type', '_resource_id'];
   return primaryKeyColumns(knex, table);

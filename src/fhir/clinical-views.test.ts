@@ -1,4 +1,4 @@
-// The shipped codings, imaging_studies and image_labels ViewDefinitions, evaluated by the view engine
+// The shipped codings, imagingstudy and image_labels ViewDefinitions, evaluated by the view engine
 // over the fixtures in fixtures/fhir/coded and fixtures/fhir/imaging.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -38,7 +38,7 @@ describe('views sharing a table', () => {
   });
 
   it('every column of the shipped views declares its research treatment', () => {
-    for (const file of readdirSync(VIEWS).filter((f) => /^(codings|image_labels|imaging_studies)/.test(f))) {
+    for (const file of readdirSync(VIEWS).filter((f) => /^(codings|image_labels|imagingstudy)/.test(f))) {
       const text = readFileSync(path.join(VIEWS, file), 'utf8');
       const columns = [...text.matchAll(/"name": "(\w+)",\s*"path"/g)].length;
       const tags = [...text.matchAll(/"name": "research",\s*"value": "(keep|drop|pseudonym|year|postcode_outward|date_shift|birth_date)"/g)].length;
@@ -83,19 +83,21 @@ describe('codings', () => {
   });
 });
 
-describe('imaging_studies and image_labels', () => {
+describe('imagingstudy and image_labels', () => {
   const imaging = bundle('imaging/study-with-labels.json');
 
-  it('gives one row per study with modality, body site and counts, counting series when the study does not say', () => {
-    expect(rows('imaging_studies', imaging)).toEqual([
+  it('gives one row per study with modality, procedure, body site and counts, counting series when the study does not say', () => {
+    expect(rows('imagingstudy', imaging)).toEqual([
       {
-        study_id: 'study-chest-ct', patient_id: 'ip-1', encounter_id: null, status: 'available', started: '2026-10-02T08:15:00Z',
-        modality: 'CT,SR', body_site_code: '51185008', body_site: 'Thoracic structure', series_count: 2, instance_count: 3,
+        id: 'study-chest-ct', last_updated: null, status: 'available', patient_id: 'ip-1', encounter_id: null, started: '2026-10-02T08:15:00Z',
+        number_of_series: 2, number_of_instances: 3, modality: 'CT,SR', procedure_system: 'http://loinc.org', procedure: '24627-2',
+        procedure_display: 'CT Chest', body_site: '51185008', body_site_display: 'Thoracic structure', study_uid: null,
         description: 'CT chest without contrast',
       },
       {
-        study_id: 'study-knee-xr', patient_id: 'ip-1', encounter_id: null, status: 'available', started: '2025-01-20',
-        modality: 'DX', body_site_code: '72696002', body_site: 'Knee region structure', series_count: 1, instance_count: 1,
+        id: 'study-knee-xr', last_updated: null, status: 'available', patient_id: 'ip-1', encounter_id: null, started: '2025-01-20',
+        number_of_series: 1, number_of_instances: 1, modality: 'DX', procedure_system: null, procedure: null,
+        procedure_display: null, body_site: '72696002', body_site_display: 'Knee region structure', study_uid: null,
         description: null,
       },
     ]);

@@ -7,7 +7,7 @@
  * the generated column can never disagree with the system beside it.
  */
 import type { Knex } from 'knex';
-import { tableExists } from '../db/catalog.js';
+import { quoteIdent, tableExists } from '../db/catalog.js';
 import type { SourceDeclaration } from '../export/treatments.js';
 
 /** [normalised URL or OID, name]: the URL lower-cased, without scheme, `www.` or trailing slash. */
@@ -142,9 +142,13 @@ function codeOf(names: string[], alias: string): string {
        limit 1) as ${alias} on true`;
 }
 
-/** One row per Condition (not deleted) with its ICD-10, ICD-9 and SNOMED CT codes where it has them. */
-export const DISEASES_VIEW_SQL = `
-create or replace view diseases as
+/**
+ * One row per Condition (not deleted) with its ICD-10, ICD-9 and SNOMED CT codes where it has them,
+ * as a view in `schema` (the search path's first when not given).
+ */
+export function diseasesViewSql(schema?: string): string {
+  return `
+create or replace view ${schema ? `${quoteIdent(schema)}.` : ''}diseases as
 select c.id as condition_id,
        regexp_replace(c.resource #>> '{subject,reference}', '^.*Patient/', '') as patient_id,
        c.resource #>> '{clinicalStatus,coding,0,code}' as clinical_status,
@@ -161,6 +165,9 @@ select c.id as condition_id,
   ${codeOf(ICD9, 'icd9')}
   ${codeOf(['SNOMED CT'], 'snomed')}
  where c.resource_type = 'Condition' and not c.deleted`;
+}
+
+export const DISEASES_VIEW_SQL = diseasesViewSql();
 
 /**
  * Adds `system_name` and the lookup indexes to `codings` and (re)creates `diseases`. Idempotent; a
@@ -171,7 +178,11 @@ export async function ensureCodingsExtras(knex: Knex): Promise<boolean> {
   if (!(await tableExists(knex, 'codings'))) return false;
   await knex.raw('alter table codings add column if not exists system_name text generated always as (coding_system_name(system)) stored');
   await knex.raw('create index if not exists codings_system_code on codings (system_name, code)');
-  await knex.raw(DISEASES_VIEW_SQL);
+  // beside codings: in the FHIR schema once migration 950 has moved it there
+  const result = await knex.raw<{ rows: { schema: string }[] }>(
+    `select n.nspname as schema from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = to_regclass('codings')`,
+  );
+  await knex.raw(diseasesViewSql(result.rows[0]?.schema));
   return true;
 }
 

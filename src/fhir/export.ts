@@ -1,5 +1,5 @@
 /**
- * export-csv declarations for `codings`, `imaging_studies` and `image_labels` (their view columns' tags,
+ * export-csv declarations for `codings` and `image_labels` (their view columns' tags,
  * plus the bookkeeping columns the views do not declare and codings' generated `system_name`) and the
  * `diseases` view.
  */
@@ -27,7 +27,6 @@ export const exportSources: SourceDeclaration[] = [
     { system_name: 'keep' },
     'one row per coding of Condition, Observation, Procedure, DiagnosticReport and ImagingStudy, with the code system name',
   ),
-  ...withBookkeeping('imaging_studies'),
   ...withBookkeeping('image_labels', {}, 'labels of imaging studies, from Observations pointing at a study and from its reason and procedure codes'),
   diseasesSource,
 ];

@@ -89,7 +89,7 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
     for (const table of tables) await refuseReservedTableName(q, table.table);
     let created = false;
     for (const table of tables) {
-      created = (await ensureFlatTable(q, table)) === 'created' || created;
+      created = (await ensureFlatTable(q, table, db.schemas.fhir)) === 'created' || created;
       // a --view table created now gets row history like the shipped ones (a no-op once attached)
       await ensureHistory(q, table.table);
     }

@@ -44,15 +44,17 @@ const INFORMATION_SCHEMA_TYPE: Record<ColumnSqlType, string> = {
 };
 
 /**
- * The columns of `table` in the current schema, in order, with their information_schema data types; []
- * when it does not exist. Generated columns are left out: derived by the database (e.g. a code system's
+ * The columns of `table` (the one its plain name finds on the search path, whichever schema holds it),
+ * in order, with their information_schema data types; [] when it does not exist. Generated columns are left out: derived by the database (e.g. a code system's
  * name added by a migration), they are not written, so they do not change the table's shape for a view.
  */
 export async function existingColumns(knex: Knex | Knex.Transaction, table: string): Promise<{ name: string; dataType: string }[]> {
   const result = await knex.raw<{ rows: { column_name: string; data_type: string }[] }>(
     `select column_name, data_type from information_schema.columns
-      where table_schema = current_schema() and table_name = ? and is_generated = 'NEVER' order by ordinal_position`,
-    [table],
+      where (table_schema, table_name) = (select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                                            where c.oid = to_regclass(?))
+        and is_generated = 'NEVER' order by ordinal_position`,
+    [quoteIdent(table)],
   );
   return result.rows.map((r) => ({ name: r.column_name, dataType: r.data_type }));
 }
@@ -62,7 +64,7 @@ const SYSTEM_NAME = /^(pg_|sql_)|^information_schema$/i;
 
 /**
  * Refuses (exit 2) a flat table named like a system table or like a relation of the schema that is not a
- * flat table: carepipe's own tables (those its migrations create: runs, rejects, fhir_resources, …, and
+ * flat table, in whichever of carepipe's schemas the search path finds it: carepipe's own tables (runs, rejects, fhir_resources, …, and
  * knex's own), or anything else a user keeps there. The schema is the list, so a table a later migration
  * adds is covered without being named here.
  */
@@ -73,22 +75,24 @@ export async function refuseReservedTableName(knex: Knex | Knex.Transaction, tab
   if (SYSTEM_NAME.test(table)) refuse('reserved for system tables (pg_*, sql_*, information_schema)');
   const result = await knex.raw<{ rows: { flat: boolean }[] }>(
     `select exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = ? and not a.attisdropped) as flat
-       from pg_class c join pg_namespace n on n.oid = c.relnamespace
-      where c.relname = ? and n.nspname = current_schema() and c.relkind in ('r', 'p', 'v', 'm', 'f')`,
-    [RECORD_ID_COLUMN, table],
+       from pg_class c
+      where c.oid = to_regclass(?) and c.relkind in ('r', 'p', 'v', 'm', 'f')`,
+    [RECORD_ID_COLUMN, quoteIdent(table)],
   );
   if (result.rows.some((r) => !r.flat)) refuse('a carepipe table (or another table of the database) that is not a view table');
 }
 
 /**
- * Creates the table of `spec` when it is missing; when it exists, checks it has exactly the spec's
+ * Creates the table of `spec` in `schema` (the FHIR schema; the search path's first when not given)
+ * when no table of its name is on the search path; when one is, checks it has exactly the spec's
  * columns and types, and refuses (exit 2) otherwise: rows of two different shapes must never share a table.
  */
-export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: TableSpec): Promise<'created' | 'exists'> {
+export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: TableSpec, schema?: string): Promise<'created' | 'exists'> {
   await refuseReservedTableName(knex, spec.table);
   const existing = await existingColumns(knex, spec.table);
   if (existing.length === 0) {
-    await knex.schema.createTable(spec.table, (t) => {
+    const builder = schema ? knex.schema.withSchema(schema) : knex.schema;
+    await builder.createTable(spec.table, (t) => {
       for (const column of spec.columns) t.specificType(column.name, column.sqlType);
       t.text(RECORD_TYPE_COLUMN).notNullable();
       t.text(RECORD_ID_COLUMN).notNullable();

@@ -1,7 +1,8 @@
 /**
  * A fresh, migrated database for each test, on either back end:
  * - pglite: a copy of the migrated template folder made by global-setup (its own data folder);
- * - postgres: a schema of its own on the test server, dropped afterwards.
+ * - postgres: schemas of its own on the test server (`--db-schema t_…` and the t_…_fhir, … named
+ *   after it), dropped afterwards.
  * `flags` and `env` point the CLI (in-process or spawned) at the same database.
  */
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
@@ -13,6 +14,7 @@ import type { CommonFlags } from '../../src/config.js';
 import { resolveSettings } from '../../src/config.js';
 import { openDatabase, type Database } from '../../src/db/connection.js';
 import { migrateLatest } from '../../src/db/migrations.js';
+import { schemasToDrop } from '../../src/db/schemas.js';
 import { testDatabaseUrl } from './env.js';
 
 export type Backend = 'pglite' | 'postgres';
@@ -69,7 +71,8 @@ export async function createTestDatabase(backend: Backend): Promise<TestDatabase
     cleanup: async () => {
       const db = await openDatabase(resolveSettings({ databaseUrl: url }, {}, tmp));
       try {
-        await db.knex.raw('drop schema if exists ?? cascade', [schema]);
+        // the base schema and the source and bookkeeping schemas named after it (src/db/schemas.ts)
+        for (const name of schemasToDrop(schema)) await db.knex.raw('drop schema if exists ?? cascade', [name]);
       } finally {
         await db.close();
         rmSync(tmp, { recursive: true, force: true });

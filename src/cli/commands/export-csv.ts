@@ -111,9 +111,11 @@ export function registerExportCsv(program: Command, state: CliState): void {
       { name: 'export-csv', target: source ?? flags.view, argv: ledgerArgs(source, flags), lockName: `export-csv:${outputTarget}`, create: false },
       async ({ db, reporter, ledger, io, signal, now, settings }) => {
         const { runExportCsv } = await import('../../export/export-csv.js');
+        const { plainTableName } = await import('../../db/schemas.js');
         const result = await runExportCsv(
           {
-            source,
+            // sources go by plain name: `fhir.patient` is `patient`
+            source: source && (await plainTableName(db.knex, source, db.schemas)),
             view: flags.view,
             output: flags.output,
             where: flags.where,

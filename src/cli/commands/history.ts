@@ -7,11 +7,14 @@ export function registerHistory(program: Command, state: CliState): void {
     program
       .command('history')
       .description('the changes of one row, oldest first, with the run (command, user, time) behind each')
-      .argument('<table>', 'a table with row history, e.g. fhir_resources, patient, clinicians')
+      .argument('<table>', 'a table with row history, e.g. fhir_resources, patient or fhir.patient, clinicians')
       .argument('<key>', "the row's key, its key columns' values joined by '/', e.g. Patient/123"),
-  ).action(async (table: string, key: string, flags: CommonFlags) => {
+  ).action(async (given: string, key: string, flags: CommonFlags) => {
     await runCommand(state, flags, { name: 'history', argv: [], mode: 'read' }, async ({ db, settings, io }) => {
       const { rowHistory, recordedKeyColumns, diffRow, formatChanges } = await import('../../db/history.js');
+      const { plainTableName } = await import('../../db/schemas.js');
+      // row history records tables by plain name: `fhir.patient` and `patient` are the same table
+      const table = await plainTableName(db.knex, given, db.schemas);
       const changes = await rowHistory(db.knex, table, key);
       const human = changes.length === 0
         ? `no recorded changes for ${table} ${key}`
