@@ -19,7 +19,7 @@ export function registerMigrate(program: Command, state: CliState): void {
     const { settings, reporter } = prepare(state, flags);
     const { openDatabase } = await import('../../db/connection.js');
     const { migrateLatest, migrateRollback, migrationStatus } = await import('../../db/migrations.js');
-    const db = await openDatabase(settings, { wait: settings.wait });
+    const db = await openDatabase(settings, { wait: settings.wait, onWarning: (message) => reporter.warn('data_dir', { message }) });
     try {
       if (flags.status) {
         const { applied, pending } = await migrationStatus(db);
