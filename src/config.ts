@@ -21,6 +21,7 @@ export interface CommonFlags {
   dryRun?: boolean;
   wait?: boolean;
   lang?: string;
+  maxResponseMb?: number;
 }
 
 export interface Settings {
@@ -36,6 +37,11 @@ export interface Settings {
   wait: boolean;
   /** Message language: 'en' or 'fr'. */
   lang: 'en' | 'fr';
+  /**
+   * Largest body carepipe takes from a source, in MB: an HTTP response, or what stdin holds (spooled
+   * to disk before it is read). Flag --max-response-mb, env CAREPIPE_MAX_RESPONSE_MB, file maxResponseMb.
+   */
+  maxResponseMb: number;
   /** Colour allowed on a TTY (NO_COLOR unset). */
   color: boolean;
   /** The config file that was read, if any. */
@@ -48,6 +54,9 @@ export interface Settings {
 }
 
 const CONFIG_FILE = 'carepipe.config.json';
+
+/** Default of --max-response-mb. */
+export const DEFAULT_MAX_RESPONSE_MB = 512;
 
 function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
@@ -101,9 +110,7 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
   const file = configFile ? readConfigFile(configFile) : {};
 
   const databaseUrl = flags.databaseUrl ?? str(env.DATABASE_URL) ?? str(file.databaseUrl);
-  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new CarepipeError('CONFIG_INVALID', 'the database URL must start with postgres:// or postgresql://');
-  }
+  if (databaseUrl) checkDatabaseUrl(databaseUrl);
   const home = path.resolve(cwd, str(env.CAREPIPE_HOME) ?? str(file.home) ?? '.carepipe');
   const givenDataDir = flags.dataDir ?? str(env.CAREPIPE_DATA_DIR) ?? str(file.dataDir) ?? path.join(home, 'db');
   // `memory://` is the in-memory embedded database, not a folder name (MEMORY in db/connection.ts).
@@ -121,6 +128,7 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
     quiet: flags.quiet ?? bool(env.CAREPIPE_QUIET) ?? bool(file.quiet) ?? false,
     dryRun: flags.dryRun ?? false,
     wait: flags.wait ?? bool(env.CAREPIPE_WAIT) ?? false,
+    maxResponseMb: maxResponseMb(flags.maxResponseMb, env.CAREPIPE_MAX_RESPONSE_MB, file.maxResponseMb),
     lang: pickLang(flags.lang) ?? pickLang(env.CAREPIPE_LANG) ?? pickLang(str(file.lang)) ?? pickLang(env.LC_ALL) ?? pickLang(env.LC_MESSAGES) ?? pickLang(env.LANG) ?? 'en',
     color: env.NO_COLOR === undefined || env.NO_COLOR === '',
     configFile,
@@ -128,6 +136,42 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
     env,
     cwd,
   };
+}
+
+/**
+ * A database URL that a driver would misread fails here, as a usage error that never shows the URL
+ * (it may hold a password). The usual cause is a password with `/`, `#`, `?` or `@` not percent-encoded:
+ * the URL then ends early (`#` starts a fragment, `/` a path) and the rest is taken for a host or port.
+ */
+function checkDatabaseUrl(url: string): void {
+  if (!/^postgres(ql)?:\/\//.test(url)) {
+    throw new CarepipeError('CONFIG_INVALID', 'the database URL must start with postgres:// or postgresql://');
+  }
+  const encodeHint = 'if the password holds / # ? @ or %, percent-encode them (/ as %2F, # as %23, ? as %3F, @ as %40, % as %25)';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new CarepipeError('CONFIG_INVALID', `the database URL is not a valid URL; ${encodeHint}`);
+  }
+  // `postgres://u:12/ab@host/db` parses, as host u, port 12 and a path holding the real host.
+  if (parsed.pathname.includes('@') || parsed.hash.includes('@') || parsed.search.includes('@')) {
+    throw new CarepipeError('CONFIG_INVALID', `the database URL has an @ after its host; ${encodeHint}`);
+  }
+}
+
+function maxResponseMb(flag: number | undefined, env: string | undefined, file: unknown): number {
+  const given: [string, unknown][] = [
+    ['--max-response-mb', flag],
+    ['CAREPIPE_MAX_RESPONSE_MB', str(env)],
+    ['maxResponseMb in the config file', typeof file === 'string' ? str(file) : file],
+  ];
+  const [name, value] = given.find(([, v]) => v !== undefined) ?? ['', DEFAULT_MAX_RESPONSE_MB];
+  const mb = Number(value);
+  if (!Number.isFinite(mb) || mb <= 0) {
+    throw new CarepipeError('CONFIG_INVALID', `${name} must be a positive number of megabytes, not '${String(value)}'`, { field: name });
+  }
+  return mb;
 }
 
 /**

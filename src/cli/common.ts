@@ -4,7 +4,7 @@
  * the command's logic and maps the outcome to an exit code. Command files only wire flags to logic.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { osUser, redactArgs, resolveSettings, type CommonFlags, type Settings } from '../config.js';
+import { DEFAULT_MAX_RESPONSE_MB, osUser, redactArgs, resolveSettings, type CommonFlags, type Settings } from '../config.js';
 import { ExitCode, isCarepipeError } from '../errors.js';
 import type { Database } from '../db/connection.js';
 import type { RunLedger } from '../db/ledger.js';
@@ -22,7 +22,8 @@ export function withCommonOptions(command: Command): Command {
     .option('--quiet', 'print only warnings and errors (for cron)')
     .option('--dry-run', 'read and map, report, write nothing')
     .option('--wait', 'wait for another run holding the lock instead of exiting with code 3')
-    .option('--lang <lang>', 'language of messages: en or fr (env LANG)');
+    .option('--lang <lang>', 'language of messages: en or fr (env LANG)')
+    .option('--max-response-mb <mb>', `largest HTTP response body or stdin input taken, in MB (env CAREPIPE_MAX_RESPONSE_MB; default ${DEFAULT_MAX_RESPONSE_MB})`, positiveNumber('--max-response-mb'));
 }
 
 /** Shared state of one CLI invocation: the exit code that `main` returns. */
@@ -90,7 +91,7 @@ export async function runCommand(
     import('../db/ledger.js'),
   ]);
   const write = (spec.mode ?? 'write') === 'write';
-  const db = await openDatabase(settings, { wait: settings.wait });
+  const db = await openDatabase(settings, { wait: settings.wait, onWarning: (message) => reporter.warn('data_dir', { message }) });
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     reporter.warn('interrupted', { signal, message: `${signal}: stopping after the current batch` });
@@ -154,6 +155,15 @@ export function wholeNumber(name: string) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number`);
+    return n;
+  };
+}
+
+/** Parse a number flag greater than zero (fractions allowed), or fail with a usage error naming the flag. */
+export function positiveNumber(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a number greater than 0`);
     return n;
   };
 }
