@@ -4,6 +4,7 @@
  */
 import type { Knex } from 'knex';
 import type { ExportParams, SourceDeclaration } from '../export/treatments.js';
+import type { OutputFileOptions } from '../io/output-file.js';
 import { impactPanels, lineChartSvg, writeChart } from './chart.js';
 import { impactOptions, impactQuery, type ImpactRow } from './impact.js';
 
@@ -61,13 +62,13 @@ export const missedAppointmentsSource: SourceDeclaration = {
   query(params: ExportParams) {
     return impactQuery(impactOptions(params));
   },
-  async chart(knex: Knex, params: ExportParams, file: string) {
+  async chart(knex: Knex, params: ExportParams, file: string, output?: OutputFileOptions) {
     // The chart is always per department; --period, --from and --to still apply.
     const options = { ...impactOptions(params), by: 'department' as const };
     const { sql, bindings } = impactQuery(options);
     const result = await knex.raw<{ rows: ImpactRow[] }>(sql, bindings as Knex.RawBinding[]);
     const title = `Missed appointments by department, per ${options.period}`;
-    await writeChart(lineChartSvg(title, impactPanels(result.rows)), file);
+    await writeChart(lineChartSvg(title, impactPanels(result.rows)), file, output);
   },
 };
 

@@ -4,6 +4,7 @@
  * declares its own tables (`src/<domain>/export.ts`) and src/export/sources.ts collects them.
  */
 import type { Knex } from 'knex';
+import type { OutputFileOptions } from '../io/output-file.js';
 
 /**
  * - `keep`: not identifying; passed through.
@@ -26,8 +27,8 @@ export interface SourceDeclaration {
   columns: Record<string, Treatment>;
   /** A computed source (for example missed-appointments): its SQL from the export parameters. */
   query?(params: ExportParams): { sql: string; bindings: unknown[] };
-  /** Draws a chart of the source to `file` (.svg or .png) when `--chart FILE` is given. */
-  chart?(knex: Knex, params: ExportParams, file: string): Promise<void>;
+  /** Draws a chart of the source to `file` (.svg or .png) when `--chart FILE` is given, written with `output`'s mode. */
+  chart?(knex: Knex, params: ExportParams, file: string, output?: OutputFileOptions): Promise<void>;
 }
 
 /** Parameters of computed sources, from `export-csv` flags. */
