@@ -51,18 +51,28 @@ export async function expandInputs(inputs: readonly string[], cwd: string, optio
     } else if (info?.isDirectory()) {
       for (const file of await walk(absolute, walked, [], options)) await add(path.join(input, path.relative(absolute, file)), file);
     } else if (info) {
-      throw new CarepipeError('USAGE', `${input} is ${specialKind(info)}, not a file or folder: give files, folders, globs, or - with the data on stdin`, {
-        file: input,
-      });
+      throw notAFile(input, info);
     } else if (isDynamicPattern(input)) {
       const matches = (await glob(input, { cwd, absolute: true, onlyFiles: true, dot: false })).sort();
       if (matches.length === 0) throw new CarepipeError('INPUT_NOT_FOUND', `no file matches ${input}`, { file: input });
-      for (const match of matches) add(path.isAbsolute(input) ? match : path.relative(cwd, match), match);
+      for (const match of matches) {
+        const shown = path.isAbsolute(input) ? match : path.relative(cwd, match);
+        const found = await stat(match).catch(() => undefined);
+        if (found && !found.isFile()) throw notAFile(shown, found);
+        await add(shown, match);
+      }
     } else {
       throw new CarepipeError('INPUT_NOT_FOUND', `no such file or folder: ${input}`, { file: input });
     }
   }
   return files;
+}
+
+/** A named pipe or a device: reading one would block or never end, so it is refused by name. */
+function notAFile(input: string, info: Stats): CarepipeError {
+  return new CarepipeError('USAGE', `${input} is ${specialKind(info)}, not a file or folder: give files, folders, globs, or - with the data on stdin`, {
+    file: input,
+  });
 }
 
 /** What a path that is neither file nor folder is, in words a user knows. */
