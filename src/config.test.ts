@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -74,5 +74,49 @@ describe('resolveSettings', () => {
   it('reads the language from --lang, then LANG', () => {
     expect(resolveSettings({}, { LANG: 'fr_FR.UTF-8' }, '/').lang).toBe('fr');
     expect(resolveSettings({ lang: 'en' }, { LANG: 'fr_FR.UTF-8' }, '/').lang).toBe('en');
+  });
+});
+
+describe('maxResponseMb', () => {
+  it('takes --max-response-mb, then CAREPIPE_MAX_RESPONSE_MB, then the config file, then 512', () => {
+    expect(resolveSettings({}, {}, '/').maxResponseMb).toBe(512);
+    expect(resolveSettings({}, { CAREPIPE_MAX_RESPONSE_MB: '64' }, '/').maxResponseMb).toBe(64);
+    expect(resolveSettings({ maxResponseMb: 8 }, { CAREPIPE_MAX_RESPONSE_MB: '64' }, '/').maxResponseMb).toBe(8);
+  });
+
+  it('reads maxResponseMb from the config file below the environment', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'carepipe-config-'));
+    try {
+      writeFileSync(path.join(dir, 'carepipe.config.json'), JSON.stringify({ maxResponseMb: 32 }));
+      expect(resolveSettings({}, {}, dir).maxResponseMb).toBe(32);
+      expect(resolveSettings({}, { CAREPIPE_MAX_RESPONSE_MB: '16' }, dir).maxResponseMb).toBe(16);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a value that is not a positive number, naming where it came from', () => {
+    expect(() => resolveSettings({}, { CAREPIPE_MAX_RESPONSE_MB: 'lots' }, '/')).toThrow("CAREPIPE_MAX_RESPONSE_MB must be a positive number of megabytes, not 'lots'");
+    expect(() => resolveSettings({}, { CAREPIPE_MAX_RESPONSE_MB: '0' }, '/')).toThrow('CAREPIPE_MAX_RESPONSE_MB must be a positive number');
+  });
+});
+
+describe('the database URL', () => {
+  it('is refused, without its password, when a / or # in the password is not percent-encoded', () => {
+    for (const url of ['postgres://u:ab/cd@db.example:5432/x', 'postgres://u:ab#cd@db.example/x', 'postgres://u:12/cd@db.example/x', 'postgres://u:12#cd@db.example/x']) {
+      let message = '';
+      try {
+        resolveSettings({ databaseUrl: url }, {}, '/');
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message, url).toMatch(/percent-encode them \(\/ as %2F, # as %23/);
+      expect(message, url).not.toContain('cd');
+    }
+  });
+
+  it('is taken when the password is percent-encoded, and for a socket URL without host', () => {
+    expect(resolveSettings({ databaseUrl: 'postgres://u:ab%2Fcd%23e@db.example:5432/x' }, {}, '/').databaseUrl).toBe('postgres://u:ab%2Fcd%23e@db.example:5432/x');
+    expect(resolveSettings({ databaseUrl: 'postgresql:///x?host=/var/run/postgresql' }, {}, '/').databaseUrl).toBe('postgresql:///x?host=/var/run/postgresql');
   });
 });

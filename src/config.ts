@@ -39,7 +39,10 @@ export interface Settings {
   wait: boolean;
   /** Message language: 'en' or 'fr'. */
   lang: 'en' | 'fr';
-  /** Largest HTTP answer read into memory, in MB (--max-response-mb, CAREPIPE_MAX_RESPONSE_MB; default 512). */
+  /**
+   * Largest body carepipe takes from a source, in MB: an HTTP response, or what stdin holds (spooled
+   * to disk before it is read). Flag --max-response-mb, env CAREPIPE_MAX_RESPONSE_MB, file maxResponseMb.
+   */
   maxResponseMb: number;
   /** Colour allowed on a TTY (NO_COLOR unset). */
   color: boolean;
@@ -53,6 +56,9 @@ export interface Settings {
 }
 
 const CONFIG_FILE = 'carepipe.config.json';
+
+/** Default of --max-response-mb. */
+export const DEFAULT_MAX_RESPONSE_MB = 512;
 
 function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
@@ -105,13 +111,6 @@ export function findHome(cwd: string): string {
   }
 }
 
-function positiveNumber(value: unknown, name: string): number | undefined {
-  if (value === undefined || value === null || value === '') return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new CarepipeError('CONFIG_INVALID', `--${name} must be a positive number of MB, not ${JSON.stringify(value)}`, { field: name });
-  return n;
-}
-
 export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Settings {
   const explicitConfig = flags.config ?? env.CAREPIPE_CONFIG;
   const configFile = explicitConfig
@@ -125,9 +124,7 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
   const file = configFile ? readConfigFile(configFile) : {};
 
   const databaseUrl = flags.databaseUrl ?? str(env.DATABASE_URL) ?? str(file.databaseUrl);
-  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new CarepipeError('CONFIG_INVALID', 'the database URL must start with postgres:// or postgresql://');
-  }
+  if (databaseUrl) checkDatabaseUrl(databaseUrl);
   const givenHome = str(env.CAREPIPE_HOME) ?? str(file.home);
   const home = givenHome ? path.resolve(cwd, givenHome) : findHome(cwd);
   const givenDataDir = flags.dataDir ?? str(env.CAREPIPE_DATA_DIR) ?? str(file.dataDir) ?? path.join(home, 'db');
@@ -152,14 +149,50 @@ export function resolveSettings(flags: CommonFlags, env: Env, cwd: string): Sett
     quiet: flags.quiet ?? bool(env.CAREPIPE_QUIET) ?? bool(file.quiet) ?? false,
     dryRun: flags.dryRun ?? false,
     wait: flags.wait ?? bool(env.CAREPIPE_WAIT) ?? false,
+    maxResponseMb: maxResponseMb(flags.maxResponseMb, env.CAREPIPE_MAX_RESPONSE_MB, file.maxResponseMb),
     lang: pickLang(flags.lang) ?? pickLang(env.CAREPIPE_LANG) ?? pickLang(str(file.lang)) ?? pickLang(env.LC_ALL) ?? pickLang(env.LC_MESSAGES) ?? pickLang(env.LANG) ?? 'en',
-    maxResponseMb: positiveNumber(flags.maxResponseMb ?? str(env.CAREPIPE_MAX_RESPONSE_MB) ?? file.maxResponseMb, 'max-response-mb') ?? 512,
     color: env.NO_COLOR === undefined || env.NO_COLOR === '',
     configFile,
     file,
     env,
     cwd,
   };
+}
+
+/**
+ * A database URL that a driver would misread fails here, as a usage error that never shows the URL
+ * (it may hold a password). The usual cause is a password with `/`, `#`, `?` or `@` not percent-encoded:
+ * the URL then ends early (`#` starts a fragment, `/` a path) and the rest is taken for a host or port.
+ */
+function checkDatabaseUrl(url: string): void {
+  if (!/^postgres(ql)?:\/\//.test(url)) {
+    throw new CarepipeError('CONFIG_INVALID', 'the database URL must start with postgres:// or postgresql://');
+  }
+  const encodeHint = 'if the password holds / # ? @ or %, percent-encode them (/ as %2F, # as %23, ? as %3F, @ as %40, % as %25)';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new CarepipeError('CONFIG_INVALID', `the database URL is not a valid URL; ${encodeHint}`);
+  }
+  // `postgres://u:12/ab@host/db` parses, as host u, port 12 and a path holding the real host.
+  if (parsed.pathname.includes('@') || parsed.hash.includes('@') || parsed.search.includes('@')) {
+    throw new CarepipeError('CONFIG_INVALID', `the database URL has an @ after its host; ${encodeHint}`);
+  }
+}
+
+function maxResponseMb(flag: number | undefined, env: string | undefined, file: unknown): number {
+  const given: [string, unknown][] = [
+    ['--max-response-mb', flag],
+    ['CAREPIPE_MAX_RESPONSE_MB', str(env)],
+    ['maxResponseMb in the config file', typeof file === 'string' ? str(file) : file],
+  ];
+  const [name, value] = given.find(([, v]) => v !== undefined) ?? ['', DEFAULT_MAX_RESPONSE_MB];
+  const mb = Number(value);
+  if (!Number.isFinite(mb) || mb <= 0) {
+    throw new CarepipeError('CONFIG_INVALID', `${name} must be a positive number of megabytes, not '${String(value)}'`, { field: name });
+  }
+  return mb;
 }
 
 /**

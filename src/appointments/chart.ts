@@ -6,9 +6,9 @@
  * written by hand (one <g class="series"> per group and measure, so a reader or a test can find each
  * one), rasterised to PNG by resvg when the file name asks for it.
  */
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CarepipeError } from '../errors.js';
+import { writeOutputFile, type OutputFileOptions } from '../io/output-file.js';
 import type { ImpactPeriod, ImpactRow } from './impact.js';
 
 export interface ChartPoint {
@@ -212,17 +212,17 @@ export function lineChartSvg(title: string, panels: ChartPanel[], period: Impact
   return `${out.join('\n')}\n`;
 }
 
-/** Write `svg` to `file`: as is for .svg, rasterised for .png. */
-export async function writeChart(svg: string, file: string): Promise<void> {
+/** Write `svg` to `file`: as is for .svg, rasterised for .png; atomically, mode as in io/output-file.ts. */
+export async function writeChart(svg: string, file: string, output: OutputFileOptions = {}): Promise<void> {
   const ext = path.extname(file).toLowerCase();
   if (ext === '.svg') {
-    await writeFile(file, svg, 'utf8');
+    await writeOutputFile(file, svg, output);
     return;
   }
   if (ext === '.png') {
     const { Resvg } = await import('@resvg/resvg-js');
     const png = new Resvg(svg, { background: '#ffffff', font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' } }).render().asPng();
-    await writeFile(file, png);
+    await writeOutputFile(file, png, output);
     return;
   }
   throw new CarepipeError('USAGE', `--chart must name a .svg or .png file, not '${path.basename(file)}'`, { field: '--chart', file });

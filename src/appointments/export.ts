@@ -4,6 +4,7 @@
  */
 import type { Knex } from 'knex';
 import type { ExportParams, SourceDeclaration } from '../export/treatments.js';
+import type { OutputFileOptions } from '../io/output-file.js';
 import { impactPanels, lineChartSvg, writeChart } from './chart.js';
 import { impactOptions, impactQuery, type ImpactRow } from './impact.js';
 
@@ -79,7 +80,7 @@ export const missedAppointmentsSource: SourceDeclaration = {
   query(params: ExportParams) {
     return impactQuery(impactOptions(params));
   },
-  async chart(knex: Knex, params: ExportParams, file: string, pseudonym?: (value: string) => string) {
+  async chart(knex: Knex, params: ExportParams, file: string, pseudonym?: (value: string) => string, output?: OutputFileOptions) {
     // The chart draws what the CSV holds: the same --by, --period, --from and --to.
     const options = impactOptions(params);
     const { sql, bindings } = impactQuery(options);
@@ -91,7 +92,7 @@ export const missedAppointmentsSource: SourceDeclaration = {
         : result.rows;
     const title = `Missed appointments by ${options.by}, per ${options.period}`;
     const panels = impactPanels(rows, { noGroup: `(no ${options.by})` });
-    await writeChart(lineChartSvg(title, panels, options.period), file);
+    await writeChart(lineChartSvg(title, panels, options.period), file, output);
   },
 };
 

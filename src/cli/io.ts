@@ -12,6 +12,11 @@ export interface CliIO {
   isTTY: boolean;
   /** stdout is a terminal: tables rather than machine formats by default. */
   stdoutIsTTY: boolean;
+  /**
+   * Width of the stderr terminal now (it changes when the window does); 0 or undefined when the
+   * terminal reports none (`script`, `docker exec -t`).
+   */
+  stderrColumns?: () => number | undefined;
 }
 
 export function processIO(): CliIO {
@@ -23,5 +28,6 @@ export function processIO(): CliIO {
     cwd: process.cwd(),
     isTTY: Boolean(process.stderr.isTTY),
     stdoutIsTTY: Boolean(process.stdout.isTTY),
+    stderrColumns: () => process.stderr.columns,
   };
 }

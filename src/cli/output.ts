@@ -10,6 +10,13 @@ import type { CliIO } from './io.js';
 export type LogLevel = 'info' | 'warn' | 'error';
 export type Fields = Record<string, string | number | boolean | null | undefined>;
 
+/**
+ * Narrowest terminal the spinner is drawn on. ora divides by the width to count the lines it must
+ * erase: a width of 0 (a terminal that reports no size) makes that Infinity, and the spinner then
+ * writes cursor-up sequences without end and never yields to the event loop (nor to SIGINT).
+ */
+export const MIN_SPINNER_COLUMNS = 20;
+
 export interface ReporterOptions {
   json: boolean;
   quiet: boolean;
@@ -19,21 +26,38 @@ export interface ReporterOptions {
 export class Reporter {
   private spinner: Ora | undefined;
   private lastProgressLine = 0;
+  private readonly onResize = () => {
+    // The terminal shrank below what the spinner can draw on: plain lines from here on.
+    if (this.spinner && !this.wideEnough()) this.dropSpinner();
+  };
 
   constructor(
     private readonly io: CliIO,
     private readonly options: ReporterOptions,
   ) {}
 
-  /** Spinner on a terminal (not with --json or --quiet). */
+  /** Spinner on a terminal wide enough to draw it (not with --json or --quiet). */
   get interactive(): boolean {
-    return this.io.isTTY && !this.options.json && !this.options.quiet;
+    return this.io.isTTY && !this.options.json && !this.options.quiet && this.wideEnough();
+  }
+
+  private wideEnough(): boolean {
+    // No width callback: a terminal that cannot be asked is taken to be a usual one.
+    if (!this.io.stderrColumns) return true;
+    return (this.io.stderrColumns() ?? 0) >= MIN_SPINNER_COLUMNS;
+  }
+
+  private dropSpinner(): void {
+    this.spinner?.stop();
+    this.spinner = undefined;
+    this.io.stderr.off('resize', this.onResize);
   }
 
   async start(text: string): Promise<void> {
     if (this.interactive) {
       const { default: ora } = await import('ora');
       this.spinner = ora({ text, stream: this.io.stderr, color: 'cyan', isEnabled: true, isSilent: false }).start();
+      this.io.stderr.on('resize', this.onResize);
     } else {
       this.log('info', 'start', { what: text });
     }
@@ -73,6 +97,7 @@ export class Reporter {
     if (ok) this.spinner.succeed(text);
     else this.spinner.fail(text);
     this.spinner = undefined;
+    this.io.stderr.off('resize', this.onResize);
   }
 
   /** The command's result: `human` text, or `json` as one object on stdout with --json. */

@@ -3,13 +3,15 @@
  * or a Postgres server named by a URL. Both come back as a knex instance with the same type parsing,
  * so the rest of carepipe never asks which one it has.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
 import { maskUrl, type Settings } from '../config.js';
 import { schemaLayout, searchPath, type SchemaLayout } from './schemas.js';
+import { holdPrivateUmask, PRIVATE_DIR_MODE, tightenFolder } from '../io/private-mode.js';
 
 export type DatabaseKind = 'pglite' | 'postgres';
 
@@ -35,6 +37,8 @@ export interface OpenOptions {
    * empty database, so that a read-only command run from the wrong folder says so.
    */
   create?: boolean;
+  /** Told when an embedded database folder had to be made private (files others could read). */
+  onWarning?: (message: string) => void;
 }
 
 /** In-memory embedded database, for tests and `--data-dir memory://`. */
@@ -120,14 +124,34 @@ async function openEmbedded(dataDir: string, schema: string | undefined, options
       { file: dataDir },
     );
   }
+  let releaseUmask: (() => void) | undefined;
   if (!memory) {
-    mkdirSync(dataDir, { recursive: true });
-    release = await lockDataDir(dataDir, options.wait ?? false);
+    // Held while the database is open: PGlite creates WAL segments and tables for as long as it runs.
+    releaseUmask = holdPrivateUmask();
+    try {
+      await mkdir(dataDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+      const unlock = await lockDataDir(dataDir, options.wait ?? false);
+      release = async () => {
+        await unlock();
+        releaseUmask?.();
+      };
+      // A database made by an older carepipe, or copied in with loose modes: tightened now, said once.
+      const tightened = await tightenFolder(dataDir);
+      if (tightened > 0) {
+        options.onWarning?.(`the embedded database in ${dataDir} was open to other users: made ${tightened} files and folders private (0600, 0700)`);
+      }
+    } catch (err) {
+      await release?.();
+      releaseUmask();
+      throw err;
+    }
   }
   const schemas = schemaLayout(schema ?? 'public');
   try {
     const pglite = new PGlite(memory ? undefined : dataDir, { parsers });
     await pglite.waitReady;
+    // A new database is unpacked with modes set explicitly (0666, which the umask does not narrow).
+    if (!memory) await tightenFolder(dataDir);
     const knex = knexFactory({
       client: ClientPGLite as unknown as typeof Knex.Client,
       connection: { pglite } as unknown as Knex.StaticConnectionConfig,
@@ -144,6 +168,8 @@ async function openEmbedded(dataDir: string, schema: string | undefined, options
       created,
       close: async () => {
         await knex.destroy();
+        // Whatever was created where the umask could not be held is tightened before it is left.
+        if (!memory) await tightenFolder(dataDir).catch(() => undefined);
         await release?.();
       },
     };
@@ -164,7 +190,7 @@ async function lockDataDir(dataDir: string, wait: boolean): Promise<() => Promis
   const lockfile = await import('proper-lockfile');
   const lockfilePath = path.join(path.dirname(dataDir), `${path.basename(dataDir)}.lock`);
   try {
-    const release = await lockfile.lock(dataDir, {
+    const releaseLock = await lockfile.lock(dataDir, {
       lockfilePath,
       realpath: false,
       stale: 30_000,
@@ -172,8 +198,10 @@ async function lockDataDir(dataDir: string, wait: boolean): Promise<() => Promis
       retries: wait ? { retries: 100_000, minTimeout: 200, maxTimeout: 2_000 } : 0,
       onCompromised: () => undefined,
     });
+    // The lock is a folder (mkdir); it holds nothing but says who works on patient data.
+    await chmod(lockfilePath, PRIVATE_DIR_MODE).catch(() => undefined);
     return async () => {
-      await release().catch(() => undefined);
+      await releaseLock().catch(() => undefined);
     };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ELOCKED') {

@@ -11,7 +11,8 @@ import { quoteIdent } from '../db/catalog.js';
 import type { RejectRecord, RunLedger } from '../db/ledger.js';
 import type { Reporter } from '../cli/output.js';
 import { readViewFile } from '../fhir/view/index.js';
-import { guardFormula, writeCsv, writeFileAtomically, type Cell, type CsvFormat } from '../writers/csv.js';
+import { guardFormula, writeCsv, type Cell, type CsvFormat } from '../writers/csv.js';
+import { writeFileAtomically } from '../io/output-file.js';
 import { formatPgText, type ValueKind } from './format.js';
 import { applyProfile, pseudonymiser, pseudonymSql, type BirthDateTreatment, type Profile, type ProfiledColumn } from './profile.js';
 import { buildSelect, parseCondition, ReadTransaction, userErrorFromDatabase, type Condition, type Field, type SqlQuery } from './query.js';
@@ -39,6 +40,8 @@ export interface ExportCsvOptions {
   /** Parameters of a computed source (--by --period --from --to). */
   params: ExportParams;
   chart?: string;
+  /** Mode of the files written (-o, --chart): see io/output-file.ts; default 0600 for a new file. */
+  fileMode?: number;
   /** Rows per FETCH. */
   batchSize?: number;
   /** Where views/*.json are (tests). */
@@ -166,7 +169,7 @@ async function writeOut(rows: AsyncIterable<Cell[][]>, header: string[], options
     return 'stdout';
   }
   const file = path.resolve(deps.cwd, options.output);
-  await writeFileAtomically(file, (out) => writeCsv(rows, header, out, csv));
+  await writeFileAtomically(file, (out) => writeCsv(rows, header, out, csv), { mode: options.fileMode, flag: '-o' });
   return file;
 }
 
@@ -264,7 +267,7 @@ async function exportSource(options: ExportCsvOptions, conditions: Condition[], 
   if (options.chart) {
     const file = path.resolve(deps.cwd, options.chart);
     const relabel = options.profile === 'research' ? pseudonymiser(options.pseudonymKey!) : undefined;
-    await declaration.chart!(deps.knex, params, file, relabel);
+    await declaration.chart!(deps.knex, params, file, relabel, { mode: options.fileMode, flag: '--chart' });
     return { ...outcome, chart: file };
   }
   return outcome;

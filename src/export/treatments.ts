@@ -4,6 +4,7 @@
  * declares its own tables (`src/<domain>/export.ts`) and src/export/sources.ts collects them.
  */
 import type { Knex } from 'knex';
+import type { OutputFileOptions } from '../io/output-file.js';
 
 /**
  * - `keep`: not identifying; passed through.
@@ -40,10 +41,10 @@ export interface SourceDeclaration {
   /** A computed source whose columns' treatments depend on its parameters (`--by clinician`). */
   treatmentsFor?(params: ExportParams): Record<string, Treatment>;
   /**
-   * Draws a chart of the source to `file` (.svg or .png) when `--chart FILE` is given; `pseudonym`
+   * Draws a chart of the source to `file` (.svg or .png) when `--chart FILE` is given, written with `output`'s mode; `pseudonym`
    * (research profile) relabels what the export pseudonymises.
    */
-  chart?(knex: Knex, params: ExportParams, file: string, pseudonym?: (value: string) => string): Promise<void>;
+  chart?(knex: Knex, params: ExportParams, file: string, pseudonym?: (value: string) => string, output?: OutputFileOptions): Promise<void>;
 }
 
 /** Parameters of computed sources, from `export-csv` flags. */

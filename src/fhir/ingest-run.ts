@@ -7,7 +7,7 @@ import type { Knex } from 'knex';
 import type { Database } from '../db/connection.js';
 import type { RunLedger } from '../db/ledger.js';
 import { CarepipeError, formatLocation } from '../errors.js';
-import type { FileFingerprint } from '../readers/fhir-files.js';
+import type { FileFingerprint, ReadFhirFilesOptions } from '../readers/fhir-files.js';
 import { formatTable } from '../cli/output.js';
 import type { Reporter } from '../cli/output.js';
 import { ensureFlatTable, refuseReservedTableName } from '../writers/flat-table.js';
@@ -41,12 +41,14 @@ export interface IngestFhirDeps {
   signal: AbortSignal;
   cwd: string;
   stdin: Readable;
+  /** Most bytes taken from stdin (--max-response-mb). */
+  maxStdinBytes?: number;
 }
 
 /** Where the resources come from: the one place `--server`/`--bulk` readers plug in. */
 export async function selectReader(
   options: Pick<IngestFhirOptions, 'inputs'>,
-  context: { cwd: string; stdin: Readable; signal: AbortSignal; skip: (file: FileFingerprint) => boolean },
+  context: Pick<ReadFhirFilesOptions, 'cwd' | 'stdin' | 'signal' | 'skip' | 'maxStdinBytes' | 'onWarning'>,
 ): Promise<{ items: AsyncIterable<FhirItem>; onCheckpoint: CheckpointHandler }> {
   const { readFhirFiles } = await import('../readers/fhir-files.js');
   // Lossless: a decimal keeps its digits (`71.50`) on its way into a numeric column.
@@ -134,7 +136,14 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
           }
         },
       });
-    const context = { cwd: deps.cwd, stdin: deps.stdin, signal: deps.signal, skip };
+    const context = {
+      cwd: deps.cwd,
+      stdin: deps.stdin,
+      signal: deps.signal,
+      skip,
+      maxStdinBytes: deps.maxStdinBytes,
+      onWarning: (message: string) => reporter.warn('input_skipped', { message }),
+    };
     if (options.queue && !dryRun) {
       await enqueueInputs(db, options.inputs, deps.cwd, options.queue);
       result = emptyResult();

@@ -20,15 +20,17 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, gunzipSync } from 'node:zlib';
 import { isLosslessNumber, parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
 import type { FhirResource } from 'fhir/r4.js';
 import type { FhirItem, Origin } from '../fhir/input.js';
+import { CarepipeError } from '../errors.js';
+import { PRIVATE_FILE_MODE } from '../io/private-mode.js';
+import { makePrivateTempDir, removePrivateTempDir, removeStaleTempDirs } from '../io/private-temp.js';
 import { expandInputs, type InputFile } from './inputs.js';
 import { exceedsJsonDepth, exceedsJsonTextDepth, invalidUtf8Line, tooDeepMessage, Utf8Check } from './json-limits.js';
 import { jsonEvents } from './json-stream.js';
@@ -60,6 +62,10 @@ export interface ReadFhirFilesOptions {
    * whatever the type says). For evaluating views over examples; never for loading.
    */
   requireId?: boolean;
+  /** Most bytes taken from stdin (it is spooled to disk first); more is an error (exit 4). Default: no cap. */
+  maxStdinBytes?: number;
+  /** Told of inputs passed over without failing the run (a symbolic link loop in a folder). */
+  onWarning?: (message: string, context: { file: string }) => void;
 }
 
 /** Reason codes of `invalid` items. */
@@ -109,7 +115,8 @@ const DEFER = Symbol('defer');
 /** Reads every input in order; throws CarepipeError INPUT_NOT_FOUND before reading when one is missing. */
 export async function* readFhirFiles(inputs: readonly string[], options: ReadFhirFilesOptions = {}): AsyncGenerator<FhirItem> {
   const cwd = options.cwd ?? process.cwd();
-  const files = await expandInputs(inputs, cwd);
+  const files = await expandInputs(inputs, cwd, { onWarning: options.onWarning });
+  await removeStaleTempDirs();
   for (const file of files) {
     options.signal?.throwIfAborted();
     if (file.path === undefined) {
@@ -121,14 +128,35 @@ export async function* readFhirFiles(inputs: readonly string[], options: ReadFhi
 }
 
 async function* readStdin(file: InputFile, options: ReadFhirFilesOptions): AsyncGenerator<FhirItem> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'carepipe-stdin-'));
+  const dir = await makePrivateTempDir('stdin');
   try {
     const spool = path.join(dir, 'stdin');
-    await pipeline(options.stdin ?? process.stdin, createWriteStream(spool), { signal: options.signal });
+    const cap = options.maxStdinBytes ?? Infinity;
+    await pipeline(options.stdin ?? process.stdin, byteCap(cap), createWriteStream(spool, { flags: 'wx', mode: PRIVATE_FILE_MODE }), { signal: options.signal });
     yield* readOneFile(file.source, spool, 'stdin', '-', options);
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await removePrivateTempDir(dir);
   }
+}
+
+/** Passes bytes through until more than `cap` have come, then fails: stdin is spooled to disk, whose room is finite. */
+function byteCap(cap: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length;
+      if (seen > cap) {
+        const mb = Number((cap / 1024 / 1024).toFixed(6));
+        callback(
+          new CarepipeError('SOURCE_FAILED', `stdin holds more than ${mb} MB (--max-response-mb ${mb}): raise the limit, or give the data as files`, {
+            file: '-',
+          }),
+        );
+        return;
+      }
+      callback(null, chunk);
+    },
+  });
 }
 
 interface Scan extends FileFingerprint {
@@ -508,9 +536,9 @@ class Spill {
 
   async write(index: number, entry: unknown): Promise<void> {
     if (!this.out) {
-      this.dir = await mkdtemp(path.join(os.tmpdir(), 'carepipe-spill-'));
+      this.dir = await makePrivateTempDir('spill');
       this.file = path.join(this.dir, 'entries.ndjson');
-      this.out = createWriteStream(this.file);
+      this.out = createWriteStream(this.file, { flags: 'wx', mode: PRIVATE_FILE_MODE });
     }
     const line = `${this.lossless ? stringifyLossless({ index, entry }) : JSON.stringify({ index, entry })}\n`;
     if (!this.out.write(line)) await once(this.out, 'drain');
@@ -528,7 +556,7 @@ class Spill {
 
   async remove(): Promise<void> {
     this.out?.destroy();
-    if (this.dir) await rm(this.dir, { recursive: true, force: true });
+    if (this.dir) await removePrivateTempDir(this.dir);
   }
 }
 

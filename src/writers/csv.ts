@@ -2,10 +2,6 @@
  * The CSV writer stage: rows of cells (strings, or null for SQL NULL) in, RFC 4180 text out, to
  * stdout or to a file that appears only once complete. It knows nothing of databases or FHIR.
  */
-import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { once } from 'node:events';
 import type { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -95,43 +91,5 @@ export async function writeCsv(
   await piped;
 }
 
-/**
- * Writes a file so that no reader ever sees half of it: into a temporary file in the same folder
- * (same file system, so the rename is atomic), flushed to disk, then renamed over `file`. On failure
- * the temporary file is removed and an existing `file` is left as it was.
- */
-export async function writeFileAtomically<T>(file: string, write: (output: Writable) => Promise<T>): Promise<T> {
-  const target = path.resolve(file);
-  const temp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  // 'wx': never follow or reuse something already at the temporary name.
-  const output = createWriteStream(temp, { flags: 'wx', highWaterMark: 1 << 16 });
-  const closed = new Promise<void>((resolve) => output.once('close', () => resolve()));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      output.once('open', () => resolve());
-      output.once('error', reject);
-    });
-    const result = await write(output);
-    await new Promise<void>((resolve, reject) => {
-      output.once('error', reject);
-      output.end(() => resolve());
-    });
-    await closed;
-    // Flushed to disk before the rename, so a crash cannot leave a complete-looking empty file.
-    const handle = await open(temp, 'r+');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, target);
-    return result;
-  } catch (err) {
-    if (!output.closed) {
-      output.destroy();
-      await closed;
-    }
-    await rm(temp, { force: true });
-    throw err;
-  }
-}
+/** Output files are written by the format-generic helper; exported here too for existing imports. */
+export { writeFileAtomically } from '../io/output-file.js';

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { CommonFlags } from '../../config.js';
 import { CarepipeError } from '../../errors.js';
+import { parseFileMode } from '../../io/output-file.js';
 import { prepare, runCommand, wholeNumber, withCommonOptions, type CliState } from '../common.js';
 
 interface ExportCsvFlags extends CommonFlags {
@@ -23,7 +24,14 @@ interface ExportCsvFlags extends CommonFlags {
   from?: string;
   to?: string;
   chart?: string;
+  fileMode?: number;
   batchSize?: number;
+}
+
+function fileMode(value: string): number {
+  const mode = parseFileMode(value);
+  if (mode === undefined) throw new InvalidArgumentError('--file-mode must be octal permission bits such as 600 or 640');
+  return mode;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -84,6 +92,7 @@ export function registerExportCsv(program: Command, state: CliState): void {
       .option('--from <date>', 'computed sources: from this date')
       .option('--to <date>', 'computed sources: up to this date')
       .option('--chart <file>', 'computed sources: also draw a chart (.svg or .png)')
+      .option('--file-mode <octal>', 'permissions of files written (-o, --chart), e.g. 640; default 600, and a replaced file keeps its mode', fileMode)
       .addOption(new Option('--batch-size <n>', 'rows per cursor fetch').argParser(wholeNumber('--batch-size')).hideHelp()),
     { dryRun: true },
   ).action(async (source: string | undefined, flags: ExportCsvFlags) => {
@@ -129,6 +138,7 @@ export function registerExportCsv(program: Command, state: CliState): void {
             timezone: flags.timezone,
             params: { by: flags.by, period: flags.period, from: flags.from, to: flags.to },
             chart: flags.chart,
+            fileMode: flags.fileMode,
             batchSize: flags.batchSize || undefined,
           },
           { knex: db.knex, reporter, ledger, stdout: io.stdout, signal, cwd: io.cwd, now, dryRun: settings.dryRun },

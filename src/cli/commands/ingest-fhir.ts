@@ -91,7 +91,7 @@ export function registerIngestFhir(program: Command, state: CliState): void {
           dryRun: settings.dryRun,
           queue: flags.queue ? { queue: flags.queue, leaseSeconds, fullRefresh: flags.fullRefresh ?? false } : undefined,
         },
-        { db, ledger, reporter, signal, cwd: io.cwd, stdin: io.stdin },
+        { db, ledger, reporter, signal, cwd: io.cwd, stdin: io.stdin, maxStdinBytes: settings.maxResponseMb * 1024 * 1024 },
       );
     });
   });

@@ -20,7 +20,7 @@ export function registerMigrate(program: Command, state: CliState): void {
     const { openDatabase } = await import('../../db/connection.js');
     const { migrateLatest, migrateRollback, migrationStatus } = await import('../../db/migrations.js');
     // --status and --rollback only look or undo: it reports a missing database instead of creating one.
-    const db = await openDatabase(settings, { wait: settings.wait, create: !flags.status && !flags.rollback });
+    const db = await openDatabase(settings, { wait: settings.wait, create: !flags.status && !flags.rollback, onWarning: (message) => reporter.warn('data_dir', { message }) });
     announceCreated(db, settings, reporter);
     try {
       if (flags.status) {

@@ -23,7 +23,7 @@ export function registerView(program: Command, state: CliState): void {
       .requiredOption('--view <file>', 'ViewDefinition JSON file')
       .option('--format <format>', 'ndjson, csv or table (default: table on a terminal, else ndjson)', rowFormat),
   ).action(async (files: string[], flags: ViewRunFlags) => {
-    const { reporter } = prepare(state, flags);
+    const { reporter, settings } = prepare(state, flags);
     const { io } = state;
     const [{ loadViewFile }, { runViewOverFiles }, { rowWriter }] = await Promise.all([
       import('../../fhir/view/index.js'),
@@ -46,6 +46,8 @@ export function registerView(program: Command, state: CliState): void {
         stdin: io.stdin,
         signal: stdoutGone.signal,
         writer: rowWriter(format, compiled.columns, io.stdout, { signal: stdoutGone.signal }),
+        maxStdinBytes: settings.maxResponseMb * 1024 * 1024,
+        onWarning: (message) => reporter.warn('input_skipped', { message }),
         onReject: (r) =>
           reporter.warn('rejected', {
             message: `${formatLocation({ file: r.source, line: r.line, entry: r.entry, field: r.field })}: ${r.message}`,

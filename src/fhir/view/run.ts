@@ -29,6 +29,10 @@ export interface ViewRunOptions {
   stdin?: Readable;
   signal?: AbortSignal;
   onReject?: (reject: ViewRunReject) => void;
+  /** Most bytes taken from stdin (--max-response-mb). */
+  maxStdinBytes?: number;
+  /** Told of inputs passed over without failing the run (a symbolic link loop in a folder). */
+  onWarning?: (message: string) => void;
   /** Called after each file with the counts so far (progress). */
   onFile?: (counts: ViewRunCounts) => void;
 }
@@ -53,7 +57,15 @@ export async function runViewOverFiles(options: ViewRunOptions): Promise<ViewRun
   };
   // Lossless numbers: a decimal column shows the digits of the file (`1.50`), as FHIR requires.
   // A view can be tried on examples that have no id (getResourceKey() is then null).
-  const items = readFhirFiles(options.inputs, { cwd: options.cwd, stdin: options.stdin, signal: options.signal, numbers: 'lossless', requireId: false });
+  const items = readFhirFiles(options.inputs, {
+    cwd: options.cwd,
+    stdin: options.stdin,
+    signal: options.signal,
+    numbers: 'lossless',
+    requireId: false,
+    maxStdinBytes: options.maxStdinBytes,
+    onWarning: options.onWarning,
+  });
   for await (const item of items) {
     switch (item.kind) {
       case 'resource': {
