@@ -41,7 +41,7 @@ async function withDb<T>(test: TestDatabase, work: (knex: Knex) => Promise<T>): 
 
 async function columnType(knex: Knex, table: string, column: string): Promise<string | undefined> {
   const { rows } = await knex.raw<{ rows: { data_type: string }[] }>(
-    'select data_type from information_schema.columns where table_schema = current_schema() and table_name = ? and column_name = ?',
+    'select data_type from information_schema.columns where table_schema = any(current_schemas(false)) and table_name = ? and column_name = ?',
     [table, column],
   );
   return rows[0]?.data_type;
@@ -177,7 +177,7 @@ describe.each(BACKENDS)('typed flat tables on %s', (backend) => {
     const reserved = await knex.raw(
       `select c.table_name, c.column_name from information_schema.columns c
          join pg_get_keywords() k on k.word = c.column_name and k.catcode in ('R', 'T')
-        where c.table_schema = current_schema() and c.table_name = any(?)`,
+        where c.table_schema = any(current_schemas(false)) and c.table_name = any(?)`,
       [tablesOf(loadShippedViews()).map((t) => t.table)],
     );
     expect(reserved.rows).toEqual([]);
