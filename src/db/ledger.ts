@@ -6,6 +6,7 @@
 import os from 'node:os';
 import type { Knex } from 'knex';
 import { maskText } from '../http/mask.js';
+import { processAlive } from '../io/private-temp.js';
 
 export type RunStatus = 'running' | 'succeeded' | 'partial' | 'failed' | 'abandoned';
 
@@ -161,15 +162,6 @@ async function markAbandoned(knex: Knex): Promise<void> {
   const dead = running.filter((r: { pid: number }) => r.pid !== process.pid && !processAlive(r.pid)).map((r: { id: number }) => r.id);
   if (dead.length > 0) {
     await knex('runs').whereIn('id', dead).update({ status: 'abandoned', error: 'the process ended without finishing the run' });
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -33,8 +33,8 @@ export async function removePrivateTempDir(dir: string): Promise<void> {
   live.delete(dir);
 }
 
-/** Whether a process with this id runs (EPERM: it does, as another user). */
-function processAlive(pid: number): boolean {
+/** Whether a process with this id runs on this machine (EPERM: it does, as another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
