@@ -5,10 +5,11 @@
  */
 import type { Ora } from 'ora';
 import { maskText } from '../http/mask.js';
+import type { Fields, LogLevel, Reporter as RunReporter } from '../pipeline/reporter.js';
 import type { CliIO } from './io.js';
 
-export type LogLevel = 'info' | 'warn' | 'error';
-export type Fields = Record<string, string | number | boolean | null | undefined>;
+export type { Fields, LogLevel } from '../pipeline/reporter.js';
+export { formatTable } from '../io/table.js';
 
 /**
  * Narrowest terminal the spinner is drawn on. ora divides by the width to count the lines it must
@@ -23,7 +24,7 @@ export interface ReporterOptions {
   color: boolean;
 }
 
-export class Reporter {
+export class Reporter implements RunReporter {
   private spinner: Ora | undefined;
   private lastProgressLine = 0;
   private readonly onResize = () => {
@@ -150,12 +151,4 @@ function humanLine(level: LogLevel, event: string, entries: [string, unknown][])
 function logfmtValue(value: unknown): string {
   const text = String(value);
   return /^[^\s"=]+$/.test(text) ? text : JSON.stringify(text);
-}
-
-/** A plain text table for terminals: columns padded to their widest cell. */
-export function formatTable(headers: string[], rows: (string | number | null | undefined)[][]): string {
-  const cells = rows.map((row) => row.map((cell) => (cell === null || cell === undefined ? '' : String(cell))));
-  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((row) => [...(row[i] ?? '')].length)));
-  const line = (row: string[]) => row.map((cell, i) => cell + ' '.repeat(Math.max(0, widths[i]! - [...cell].length))).join('  ').trimEnd();
-  return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n') + '\n';
 }

@@ -9,7 +9,7 @@ import { parse as parseLossless, stringify as stringifyLossless } from 'lossless
 import { CarepipeError, isCarepipeError } from '../errors.js';
 import { quoteIdent } from '../db/catalog.js';
 import type { RejectRecord, RunLedger } from '../db/ledger.js';
-import type { Reporter } from '../cli/output.js';
+import type { Reporter } from '../pipeline/reporter.js';
 import { readViewFile } from '../fhir/view/index.js';
 import { guardFormula, writeCsv, type Cell, type CsvFormat } from '../writers/csv.js';
 import { writeFileAtomically } from '../io/output-file.js';

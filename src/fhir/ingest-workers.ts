@@ -12,7 +12,7 @@ import type { Database } from '../db/connection.js';
 import type { RunLedger } from '../db/ledger.js';
 import { queueCounts } from '../db/work-queue.js';
 import { CarepipeError, ExitCode } from '../errors.js';
-import type { Reporter } from '../cli/output.js';
+import type { Reporter } from '../pipeline/reporter.js';
 import type { TypeCounts } from './ingest.js';
 
 export interface WorkerPlan {
