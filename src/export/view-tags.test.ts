@@ -74,4 +74,12 @@ describe('research tags of ViewDefinition columns', () => {
     }
     expect(coreSources.map((s) => s.name)).toEqual(['fhir_resources', 'runs', 'rejects']);
   });
+
+  it('declares the bookkeeping columns every flat table has, the row index included', () => {
+    const tables = viewSources(viewsDir());
+    expect(tables.length).toBeGreaterThan(10);
+    for (const table of tables) {
+      expect([table.name, table.columns._resource_type, table.columns._resource_id, table.columns._row_index]).toEqual([table.name, 'keep', 'pseudonym', 'keep']);
+    }
+  });
 });

@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { CarepipeError } from '../errors.js';
-import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN } from '../writers/flat-table.js';
+import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN, ROW_INDEX_COLUMN } from '../writers/flat-table.js';
 import { elementOfPath, elementTreatment, isDirectIdentifier } from './elements.js';
 import { TREATMENTS } from './profile.js';
 import type { SourceDeclaration, Treatment } from './treatments.js';
@@ -141,8 +141,8 @@ const STRICTNESS: Record<Treatment, number> = { keep: 0, date_shift: 1, birth_da
 /**
  * Declarations of the flat tables built from the ViewDefinitions in `dir` (table name = view name;
  * views sharing a name fill one table). Untagged columns are left out of `columns`: the research
- * profile refuses them when it meets them. The two bookkeeping columns ingest adds to every flat
- * table are declared too: the resource type (kept) and id (pseudonymised).
+ * profile refuses them when it meets them. The bookkeeping columns ingest adds to every flat table are
+ * declared too: the resource type and the row's index (kept) and the resource id (pseudonymised).
  */
 export function viewSources(dir: string): SourceDeclaration[] {
   let files: string[];
@@ -176,6 +176,8 @@ export function viewSources(dir: string): SourceDeclaration[] {
   for (const table of tables.values()) {
     table.columns[RECORD_TYPE_COLUMN] ??= 'keep';
     table.columns[RECORD_ID_COLUMN] ??= 'pseudonym';
+    // the row's position among its resource's rows: part of the key, says nothing of the patient
+    table.columns[ROW_INDEX_COLUMN] ??= 'keep';
   }
   return [...tables.values()];
 }

@@ -16,7 +16,7 @@ function withBookkeeping(table: string, extra: SourceDeclaration['columns'] = {}
     {
       ...fromViews,
       description: description ?? fromViews.description,
-      columns: { ...fromViews.columns, ...extra, _resource_type: 'keep', _resource_id: 'pseudonym' },
+      columns: { ...fromViews.columns, ...extra, _resource_type: 'keep', _resource_id: 'pseudonym', _row_index: 'keep' },
     },
   ];
 }
