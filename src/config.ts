@@ -9,6 +9,7 @@ import path from 'node:path';
 import { CarepipeError } from './errors.js';
 import { SCHEMA_ROLES } from './db/schemas.js';
 import { isSecretSetting, MASK, maskSecrets } from './http/mask.js';
+import { DEFAULT_MAX_RESPONSE_MB } from './http/policy.js';
 
 export type Env = Record<string, string | undefined>;
 
@@ -57,8 +58,6 @@ export interface Settings {
 
 const CONFIG_FILE = 'carepipe.config.json';
 
-/** Default of --max-response-mb. */
-export const DEFAULT_MAX_RESPONSE_MB = 512;
 
 function readConfigFile(file: string): Record<string, unknown> {
   let text: string;

@@ -4,7 +4,7 @@
  * the command's logic and maps the outcome to an exit code. Command files only wire flags to logic.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { DEFAULT_MAX_RESPONSE_MB, osUser, redactArgs, resolveSettings, type CommonFlags, type Settings } from '../config.js';
+import { osUser, redactArgs, resolveSettings, type CommonFlags, type Settings } from '../config.js';
 import { ExitCode, isCarepipeError } from '../errors.js';
 import type { Database } from '../db/connection.js';
 import type { RunLedger } from '../db/ledger.js';
@@ -177,15 +177,6 @@ export function wholeNumber(name: string) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number`);
-    return n;
-  };
-}
-
-/** Parse a number flag greater than zero (fractions allowed), or fail with a usage error naming the flag. */
-export function positiveNumber(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a number greater than 0`);
     return n;
   };
 }
