@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { attachHistory, createHistoryFunctions } from '../src/db/history.js';
 import { SCHEMA_ROLES, TABLE_SCHEMAS, schemaLayout, searchPath, type SchemaLayout } from '../src/db/schemas.js';
-import { ensureFlatTable } from '../src/writers/flat-table.js';
+import { ensureFlatTable, fromTextSql } from '../src/writers/flat-table.js';
 import { IMAGING_STUDIES } from './20261123_620_clinical_view_tables.js';
 
 /**
@@ -96,11 +96,15 @@ async function mergeImagingStudies(knex: Knex, layout: SchemaLayout): Promise<vo
   // a study only imaging_studies had (none when both views were filled by the same ingests); started
   // through text, whatever type migration 900 gave each table
   const types = await columnTypes(knex, layout.fhir, 'imagingstudy');
+  const sourceTypes = await columnTypes(knex, layout.fhir, 'imaging_studies');
   const rowIndex = types._row_index ? ', _row_index' : '';
+  // A partial date (`2020`) in a text column becomes the first instant of its period, as ingest stores it.
+  const target = types.started === 'timestamp with time zone' ? 'timestamptz' : types.started === 'date' ? 'date' : undefined;
+  const started = sourceTypes.started === 'text' && target ? fromTextSql('started', target) : `s.started::text::${types.started}`;
   await knex.raw(
     `insert into ??.imagingstudy (id, status, patient_id, encounter_id, started, number_of_series, number_of_instances,
                                   modality, body_site, body_site_display, description, _resource_type, _resource_id${rowIndex})
-     select s.study_id, s.status, s.patient_id, s.encounter_id, s.started::text::${types.started}, s.series_count, s.instance_count,
+     select s.study_id, s.status, s.patient_id, s.encounter_id, ${started}, s.series_count, s.instance_count,
             s.modality, s.body_site_code, s.body_site, s.description, s._resource_type, s._resource_id${rowIndex ? ', 0' : ''}
        from ??.imaging_studies s
       where not exists (select 1 from ??.imagingstudy i where i._resource_type = s._resource_type and i._resource_id = s._resource_id)`,

@@ -140,7 +140,7 @@ for (const backend of BACKENDS) {
       expect(historyBefore.length).toBeGreaterThan(8);
       expect(await placement(knex, layout)).toEqual({ [base]: ALL_BEFORE });
 
-      expect((await migrateLatest(db)).ran).toEqual(['20261206_950_schema_per_source']);
+      expect((await migrateLatest(db)).ran).toContain('20261206_950_schema_per_source');
 
       // each source in its schema, the bookkeeping in carepipe; the base keeps knex's tables only
       expect(await placement(knex, layout)).toEqual({
@@ -173,7 +173,8 @@ for (const backend of BACKENDS) {
       await knex('patients').where({ nhs_number: NHS_NUMBER }).update({ postcode: 'N6 2FA' });
 
       // rollback: everything back in the base schema, the schemas gone, the rows as they were
-      expect((await migrateRollback(db)).ran).toEqual(['20261206_950_schema_per_source']);
+      // later migrations of the same batch (none of which moves tables) roll back with it
+      expect((await migrateRollback(db)).ran).toContain('20261206_950_schema_per_source');
       expect(await placement(knex, layout)).toEqual({ [base]: ALL_BEFORE });
       const back = await snapshot(knex, [...kept, 'imagingstudy', 'imaging_studies']);
       for (const table of Object.keys(before).filter((t) => t !== 'row_history')) expect(back[table], table).toEqual(before[table]);
@@ -186,6 +187,16 @@ for (const backend of BACKENDS) {
       // and the rolled-back imaging_studies records its changes again
       await knex('imaging_studies').where({ study_id: 'study-knee-xr' }).update({ status: 'cancelled' });
       expect((await rowHistory(knex, 'imaging_studies', 'ImagingStudy/study-knee-xr')).map((c) => c.operation)).toEqual(['I', 'U']);
+    }, 120_000);
+
+    it('a study only imaging_studies had keeps a partial start as the first instant of its year', async () => {
+      const { knex } = db;
+      await knex('imaging_studies').insert({
+        study_id: 'study-hand-us', patient_id: 'ip-1', status: 'available', started: '2019', modality: 'US', _resource_type: 'ImagingStudy', _resource_id: 'study-hand-us', _row_index: 0,
+      });
+      await migrateLatest(db);
+      const [row] = await knex('imagingstudy').where({ id: 'study-hand-us' }).select(knex.raw(`to_char(started at time zone 'UTC', 'YYYY-MM-DD HH24:MI') as started`));
+      expect(row).toEqual({ started: '2019-01-01 00:00' });
     }, 120_000);
   });
 }

@@ -115,4 +115,16 @@ describe.each(BACKENDS)(`migration ${MIGRATION} on %s`, (backend) => {
     expect(await typeOf(knex, 'observation', 'value_quantity')).toBe('text');
     expect((await knex.raw(`select period_start from encounter`)).rows).toEqual([{ period_start: 'soon' }]);
   });
+
+  it('counts a date of the right shape that does not exist (month 13, 30 February) as not of the type', async () => {
+    const { knex } = ctx.db;
+    await beforeTyped(knex);
+    await loadLegacyRows(knex);
+    for (const value of ['2020-13-45', '2021-02-30T10:00:00Z']) {
+      await knex.raw(`update encounter set period_start = ? where id = 'e1'`, [value]);
+      await expect(knex.migrate.up(step)).rejects.toThrow('table encounter, column period_start: 1 values are not of type timestamptz');
+      expect(await typeOf(knex, 'encounter', 'period_start')).toBe('text');
+      expect((await knex.raw(`select period_start from encounter`)).rows).toEqual([{ period_start: value }]);
+    }
+  });
 });

@@ -137,14 +137,20 @@ export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: Table
 export const RETYPABLE: ReadonlySet<ColumnSqlType> = new Set(['numeric', 'date', 'timestamptz']);
 
 /** What each retypable type accepts as text: anything else would make the conversion fail, so it is counted first. */
+// Months 01–12, days 01–31, hours 00–23, minutes and seconds 00–59 (60 for a leap second): a value
+// that passes still fails the cast if its day does not exist in its month (2021-02-30), which
+// retypeTextColumn catches and counts as a misfit too.
+const MONTH = '(0[1-9]|1[0-2])';
+const DAY = '(0[1-9]|[12]\\d|3[01])';
+const TIME = '([01]\\d|2[0-3]):[0-5]\\d(:([0-5]\\d|60)(\\.\\d+)?)?';
 const TEXT_GRAMMAR: Record<string, string> = {
   numeric: '^-?\\d+(\\.\\d+)?([eE][+-]?\\d+)?$',
-  date: '^\\d{4}(-\\d\\d(-\\d\\d)?)?$',
-  timestamptz: '^\\d{4}(-\\d\\d(-\\d\\d(T\\d\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?(Z|[+-]\\d\\d:\\d\\d))?)?)?$',
+  date: `^\\d{4}(-${MONTH}(-${DAY})?)?$`,
+  timestamptz: `^\\d{4}(-${MONTH}(-${DAY}(T${TIME}(Z|[+-]\\d\\d:\\d\\d))?)?)?$`,
 };
 
 /** text → `sqlType`, a partial date (`2020`, `2020-05`, a dateTime without its time) as the first instant of its period, in UTC. */
-function fromTextSql(column: string, sqlType: ColumnSqlType): string {
+export function fromTextSql(column: string, sqlType: ColumnSqlType): string {
   const c = quoteIdent(column);
   if (sqlType === 'numeric') return `${c}::numeric`;
   if (sqlType === 'date') {
@@ -165,8 +171,29 @@ export async function retypeTextColumn(knex: Knex | Knex.Transaction, table: str
   const c = quoteIdent(column);
   const bad = await knex.raw<{ rows: { n: string }[] }>(`select count(*) as n from ${t} where ${c} is not null and ${c} !~ ?`, [TEXT_GRAMMAR[sqlType]]);
   const misfits = Number(bad.rows[0]!.n);
-  if (misfits === 0) await knex.raw(`alter table ${t} alter column ${c} type ${sqlType} using ${fromTextSql(column, sqlType)}`);
-  return misfits;
+  if (misfits > 0) return misfits;
+  try {
+    // In a savepoint: a date of the right shape that does not exist (2021-02-30) fails the cast alone.
+    await knex.transaction((trx) => trx.raw(`alter table ${t} alter column ${c} type ${sqlType} using ${fromTextSql(column, sqlType)}`));
+  } catch (err) {
+    if (!String((err as { code?: unknown }).code ?? '').startsWith('22')) throw err;
+    return countUncastable(knex, t, c, sqlType);
+  }
+  return 0;
+}
+
+/** Values of the right shape that still do not cast (a day its month lacks), counted one by one. */
+async function countUncastable(knex: Knex | Knex.Transaction, t: string, c: string, sqlType: ColumnSqlType): Promise<number> {
+  const { rows } = await knex.raw<{ rows: { v: string }[] }>(`select distinct ${c} as v from ${t} where ${c} is not null`);
+  let n = 0;
+  for (const { v } of rows) {
+    try {
+      await knex.transaction((trx) => trx.raw(`select ${fromTextSql('v', sqlType)} from (select ?::text as v) as one`, [v]));
+    } catch {
+      n += 1;
+    }
+  }
+  return Math.max(n, 1);
 }
 
 /** `<table>_pkey`, the name Postgres itself would give, cut so it fits in 63 characters. */
