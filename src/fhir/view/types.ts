@@ -136,13 +136,13 @@ export function toColumnValue(v: unknown, sqlType: SqlType, untyped = false): un
       break;
     case 'date':
       if (typeof v === 'string') {
-        if (!parseFhirDate(v) || v.includes('T')) throw new ColumnTypeError(`'${clip(v)}' is not a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD)`);
+        if (!parseFhirDate(v) || v.includes('T')) throw new ColumnTypeError(`${shape(v)} is not a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD)`);
         return v;
       }
       break;
     case 'timestamptz':
       if (typeof v === 'string') {
-        if (!parseFhirDate(v)) throw new ColumnTypeError(`'${clip(v)}' is not a FHIR dateTime (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a time zone)`);
+        if (!parseFhirDate(v)) throw new ColumnTypeError(`${shape(v)} is not a FHIR dateTime (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a time zone)`);
         return v;
       }
       break;
@@ -159,9 +159,14 @@ export function toColumnValue(v: unknown, sqlType: SqlType, untyped = false): un
   throw new ColumnTypeError(`expected ${sqlType === 'text' ? 'a string' : `a ${sqlType}`} value, got ${describe(v)}`);
 }
 
-/** A value quoted in a message: short, so a message never carries a whole field. */
-function clip(v: string): string {
-  return v.length > 40 ? `${v.slice(0, 40)}…` : v;
+/**
+ * A value as a message may show it: its shape, never its text (a date can be a birth date, and
+ * messages reach stderr and `rejects.message`; the record itself is kept in `rejects.raw`).
+ * `2020-13-45` reads as `the value 9999-99-99`, `May 2020` as `the value Aaa 9999`.
+ */
+function shape(v: string): string {
+  if (v.length > 40) return `a value of ${v.length} characters`;
+  return `the value ${v.replace(/[0-9]/g, '9').replace(/[A-Z]/g, 'A').replace(/[a-z]/g, 'a')}`;
 }
 
 const FHIR_DATE_TIME = /^(\d{4})(?:-(\d\d)(?:-(\d\d)(?:T(\d\d):(\d\d)(?::(\d\d)(?:\.\d+)?)?(Z|[+-]\d\d:\d\d))?)?)?$/;
