@@ -16,7 +16,7 @@
  * JSON.stringify; plans, literals and functions are passed in as bound constants (`k0`, `k1`, …).
  */
 import { isLosslessNumber, LosslessNumber } from 'lossless-json';
-import type { Node } from './fhirpath-parser.js';
+import type { Node } from './fhirpath/parser.js';
 import {
   bareTypeName,
   choiceKey,
@@ -30,7 +30,7 @@ import {
   type Collection,
   type EvaluationContext,
   type PathMember,
-} from './fhirpath.js';
+} from './fhirpath/compiler.js';
 import type { ColumnPlan, SelectPlan } from './definition.js';
 
 /** One row: the values of a select's columns, in column order. */

@@ -9,7 +9,7 @@
  * carries the original text (`1.0`), which lowBoundary()/highBoundary() and decimal columns use.
  */
 import { isLosslessNumber, LosslessNumber } from 'lossless-json';
-import { FhirPathSyntaxError, parseFhirPath, type Node } from './fhirpath-parser.js';
+import { FhirPathSyntaxError, parseFhirPath, type Node } from './parser.js';
 
 export type Collection = unknown[];
 
