@@ -17,20 +17,8 @@
  */
 import { isLosslessNumber, LosslessNumber } from 'lossless-json';
 import type { Node } from './fhirpath/parser.js';
-import {
-  bareTypeName,
-  choiceKey,
-  choiceValue,
-  INHERITED_NAMES,
-  MANY_ITEMS,
-  NO_ITEM,
-  pathMember,
-  pathSteps,
-  referenceKeyReader,
-  type Collection,
-  type EvaluationContext,
-  type PathMember,
-} from './fhirpath/compiler.js';
+import { bareTypeName, choiceKey, choiceValue, INHERITED_NAMES, pathMember, pathSteps, referenceKeyReader, type PathMember } from './fhirpath/paths.js';
+import { MANY_ITEMS, NO_ITEM, type Collection, type EvaluationContext } from './fhirpath/values.js';
 import type { ColumnPlan, SelectPlan } from './definition.js';
 
 /** One row: the values of a select's columns, in column order. */
