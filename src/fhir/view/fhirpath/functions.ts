@@ -47,8 +47,11 @@ export interface FunctionSpec {
   compile: FunctionCompiler;
 }
 
+/** An argument evaluated on one item of the focus as $this, $index = index. */
+type Lambda = (item: unknown, index: number, ctx: EvaluationContext) => Collection;
+
 /** Compiles an argument that is evaluated once per item with that item as $this (where, select, ...). */
-function lambda(c: ArgumentCompiler, arg: Node): (item: unknown, index: number, ctx: EvaluationContext) => Collection {
+function lambda(c: ArgumentCompiler, arg: Node): Lambda {
   const fn = c.compile(arg).fn;
   return (item, index, ctx) => {
     const saved = ctx.index;
@@ -61,15 +64,49 @@ function lambda(c: ArgumentCompiler, arg: Node): (item: unknown, index: number, 
   };
 }
 
+/** A function's result type: a fixed one, or one worked out from its base's (`(b) => b.type` keeps it). */
+type ResultType = string | ((base: Compiled) => string | undefined);
+
+/** `{ type }` for a function on `base`, or nothing when the type is unknown. */
+function typeOn(type: ResultType | undefined, base: Compiled): { type?: string } {
+  const t = typeof type === 'function' ? type(base) : type;
+  return t ? { type: t } : {};
+}
+
 /** A function whose result depends only on its input collection. */
-function collectionFn(fn: (input: Collection) => Collection, type?: string | ((base: Compiled) => string | undefined)): FunctionSpec {
+function collectionFn(fn: (input: Collection) => Collection, type?: ResultType): FunctionSpec {
   return {
     min: 0,
     max: 0,
     compile: (_c, base) => {
       const b = base.fn;
-      const t = typeof type === 'function' ? type(base) : type;
-      return { fn: (input, ctx) => fn(b(input, ctx)), ...(t ? { type: t } : {}) };
+      return { fn: (input, ctx) => fn(b(input, ctx)), ...typeOn(type, base) };
+    },
+  };
+}
+
+/** A function of one argument evaluated on the same input as the function's base, after it. */
+function argumentFn(fn: (focus: Collection, argument: Collection) => Collection): FunctionSpec {
+  return {
+    min: 1,
+    max: 1,
+    compile: (c, base, args) => {
+      const b = base.fn;
+      const argument = c.compile(args[0]!).fn;
+      return { fn: (input, ctx) => fn(b(input, ctx), argument(input, ctx)) };
+    },
+  };
+}
+
+/** A function of one argument evaluated on each item of the focus as $this (where, select, all, repeat). */
+function lambdaFn(fn: (focus: Collection, each: Lambda, ctx: EvaluationContext) => Collection, type?: ResultType): FunctionSpec {
+  return {
+    min: 1,
+    max: 1,
+    compile: (c, base, args) => {
+      const b = base.fn;
+      const each = lambda(c, args[0]!);
+      return { fn: (input, ctx) => fn(b(input, ctx), each, ctx), ...typeOn(type, base) };
     },
   };
 }
@@ -167,81 +204,25 @@ export const FUNCTIONS: Record<string, FunctionSpec> = {
   anyTrue: collectionFn((input) => bool(input.some((v) => v === true)), 'boolean'),
   allFalse: collectionFn((input) => bool(input.every((v) => v === false)), 'boolean'),
   anyFalse: collectionFn((input) => bool(input.some((v) => v === false)), 'boolean'),
-  skip: {
-    min: 1,
-    max: 1,
-    compile: (c, base, args) => {
-      const b = base.fn;
-      const n = c.compile(args[0]!).fn;
-      return { fn: (input, ctx) => b(input, ctx).slice(Math.max(0, numberValue(n(input, ctx)[0]) ?? 0)) };
-    },
-  },
-  take: {
-    min: 1,
-    max: 1,
-    compile: (c, base, args) => {
-      const b = base.fn;
-      const n = c.compile(args[0]!).fn;
-      return { fn: (input, ctx) => b(input, ctx).slice(0, Math.max(0, numberValue(n(input, ctx)[0]) ?? 0)) };
-    },
-  },
-  where: {
-    min: 1,
-    max: 1,
-    compile: (c, base, args) => {
-      const b = base.fn;
-      const criteria = lambda(c, args[0]!);
-      return {
-        fn: (input, ctx) => b(input, ctx).filter((item, i) => toBoolean(criteria(item, i, ctx), 'where()') === true),
-        ...(base.type ? { type: base.type } : {}),
-      };
-    },
-  },
-  select: {
-    min: 1,
-    max: 1,
-    compile: (c, base, args) => {
-      const b = base.fn;
-      const projection = lambda(c, args[0]!);
-      return { fn: (input, ctx) => b(input, ctx).flatMap((item, i) => projection(item, i, ctx)) };
-    },
-  },
-  repeat: {
-    min: 1,
-    max: 1,
-    compile: (c, base, args) => {
-      const b = base.fn;
-      const projection = lambda(c, args[0]!);
-      return {
-        fn: (input, ctx) => {
-          const out: unknown[] = [];
-          let queue = b(input, ctx).flatMap((item, i) => projection(item, i, ctx));
-          while (queue.length) {
-            const next: unknown[] = [];
-            for (const item of queue) {
-              if (out.some((o) => deepEqual(o, item))) continue;
-              out.push(item);
-              next.push(...projection(item, 0, ctx));
-            }
-            queue = next;
-          }
-          return out;
-        },
-      };
-    },
-  },
-  all: {
-    min: 1,
-    max: 1,
-    compile: (c, base, args) => {
-      const b = base.fn;
-      const criteria = lambda(c, args[0]!);
-      return {
-        fn: (input, ctx) => bool(b(input, ctx).every((item, i) => toBoolean(criteria(item, i, ctx), 'all()') === true)),
-        type: 'boolean',
-      };
-    },
-  },
+  skip: argumentFn((focus, n) => focus.slice(Math.max(0, numberValue(n[0]) ?? 0))),
+  take: argumentFn((focus, n) => focus.slice(0, Math.max(0, numberValue(n[0]) ?? 0))),
+  where: lambdaFn((focus, criteria, ctx) => focus.filter((item, i) => toBoolean(criteria(item, i, ctx), 'where()') === true), (b) => b.type),
+  select: lambdaFn((focus, projection, ctx) => focus.flatMap((item, i) => projection(item, i, ctx))),
+  repeat: lambdaFn((focus, projection, ctx) => {
+    const out: unknown[] = [];
+    let queue = focus.flatMap((item, i) => projection(item, i, ctx));
+    while (queue.length) {
+      const next: unknown[] = [];
+      for (const item of queue) {
+        if (out.some((o) => deepEqual(o, item))) continue;
+        out.push(item);
+        next.push(...projection(item, 0, ctx));
+      }
+      queue = next;
+    }
+    return out;
+  }),
+  all: lambdaFn((focus, criteria, ctx) => bool(focus.every((item, i) => toBoolean(criteria(item, i, ctx), 'all()') === true)), 'boolean'),
   iif: {
     min: 2,
     max: 3,
@@ -423,24 +404,8 @@ export const FUNCTIONS: Record<string, FunctionSpec> = {
   },
   lowBoundary: boundaryFn(false),
   highBoundary: boundaryFn(true),
-  combine: {
-    min: 1,
-    max: 1,
-    compile: (c, base, args) => {
-      const b = base.fn;
-      const other = c.compile(args[0]!).fn;
-      return { fn: (input, ctx) => [...b(input, ctx), ...other(input, ctx)] };
-    },
-  },
-  union: {
-    min: 1,
-    max: 1,
-    compile: (c, base, args) => {
-      const b = base.fn;
-      const other = c.compile(args[0]!).fn;
-      return { fn: (input, ctx) => union(b(input, ctx), other(input, ctx)) };
-    },
-  },
+  combine: argumentFn((focus, other) => [...focus, ...other]),
+  union: argumentFn(union),
   trace: {
     min: 1,
     max: 2,
