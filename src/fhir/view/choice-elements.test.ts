@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { CHOICE_ELEMENTS } from './fhirpath.js';
+import { CHOICE_ELEMENTS } from './fhirpath/paths.js';
 
 // The `fhirpath` package (a dev dependency, for the benchmark) carries the R4 model: every choice path.
 const r4 = createRequire(import.meta.url)('fhirpath/fhir-context/r4') as { choiceTypePaths: Record<string, string[]> };

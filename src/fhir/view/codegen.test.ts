@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { LosslessNumber } from 'lossless-json';
 import { compileView } from './index.js';
-import { compileFhirPath } from './fhirpath.js';
+import { compileFhirPath } from './fhirpath/compiler.js';
 import { toColumnValue, toPlainJson, type SqlType } from './types.js';
 
 const observations: Record<string, unknown>[] = [

@@ -16,21 +16,9 @@
  * JSON.stringify; plans, literals and functions are passed in as bound constants (`k0`, `k1`, …).
  */
 import { isLosslessNumber, LosslessNumber } from 'lossless-json';
-import type { Node } from './fhirpath-parser.js';
-import {
-  bareTypeName,
-  choiceKey,
-  choiceValue,
-  INHERITED_NAMES,
-  MANY_ITEMS,
-  NO_ITEM,
-  pathMember,
-  pathSteps,
-  referenceKeyReader,
-  type Collection,
-  type EvaluationContext,
-  type PathMember,
-} from './fhirpath.js';
+import type { Node } from './fhirpath/parser.js';
+import { bareTypeName, choiceKey, choiceValue, INHERITED_NAMES, pathMember, pathSteps, referenceKeyReader, type PathMember } from './fhirpath/paths.js';
+import { MANY_ITEMS, NO_ITEM, type Collection, type EvaluationContext } from './fhirpath/values.js';
 import type { ColumnPlan, SelectPlan } from './definition.js';
 
 /** One row: the values of a select's columns, in column order. */

@@ -4,7 +4,8 @@
  * example `select[1].column[0].path: unknown function 'foo'`.
  */
 import { CarepipeError } from '../../errors.js';
-import { compileFhirPath, FhirPathCompileError, type Collection, type CompiledFhirPath } from './fhirpath.js';
+import { compileFhirPath, type CompiledFhirPath } from './fhirpath/compiler.js';
+import { FhirPathCompileError, type Collection } from './fhirpath/values.js';
 import { sqlTypeOf, sqlTypeOfAnsi, SUPPORTED_ANSI_TYPES, type SqlType } from './types.js';
 
 /** A column of the view's table, in column order. */

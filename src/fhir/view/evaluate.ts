@@ -5,7 +5,7 @@
  * function codegen.ts generates for the view; the closure evaluator here does what it leaves out.
  */
 import { CarepipeError } from '../../errors.js';
-import { FhirPathEvaluationError, MANY_ITEMS, NO_ITEM, type Collection, type EvaluationContext } from './fhirpath.js';
+import { FhirPathEvaluationError, MANY_ITEMS, NO_ITEM, type Collection, type EvaluationContext } from './fhirpath/values.js';
 import type { ColumnPlan, SelectPlan, ViewPlan } from './definition.js';
 import { isLosslessNumber } from 'lossless-json';
 import { generateRows, type Row, type RowRuntime } from './codegen.js';

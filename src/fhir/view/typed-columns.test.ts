@@ -9,26 +9,18 @@ import { loadShippedViews } from '../views.js';
 import { compileView } from './index.js';
 import { firstInstantOf } from './types.js';
 
-const observationView = (column: Record<string, unknown>) =>
-  compileView({ resourceType: 'ViewDefinition', resource: 'Observation', select: [{ column: [column] }] });
+const observationView = (...column: Record<string, unknown>[]) =>
+  compileView({ resourceType: 'ViewDefinition', resource: 'Observation', select: [{ column }] });
 
 describe('column types from the view', () => {
   it('gives declared decimal, date and dateTime columns numeric, date and timestamptz', () => {
-    const view = compileView({
-      resourceType: 'ViewDefinition',
-      resource: 'Observation',
-      select: [
-        {
-          column: [
-            { name: 'v', path: 'value.ofType(Quantity).value', type: 'decimal' },
-            { name: 'd', path: 'effective.ofType(dateTime)', type: 'date' },
-            { name: 't', path: 'effective.ofType(dateTime)', type: 'dateTime' },
-            { name: 'i', path: 'issued', type: 'instant' },
-            { name: 'n', path: 'component.count()', type: 'unsignedInt' },
-          ],
-        },
-      ],
-    });
+    const view = observationView(
+      { name: 'v', path: 'value.ofType(Quantity).value', type: 'decimal' },
+      { name: 'd', path: 'effective.ofType(dateTime)', type: 'date' },
+      { name: 't', path: 'effective.ofType(dateTime)', type: 'dateTime' },
+      { name: 'i', path: 'issued', type: 'instant' },
+      { name: 'n', path: 'component.count()', type: 'unsignedInt' },
+    );
     expect(view.columns.map((c) => [c.name, c.sqlType])).toEqual([
       ['v', 'numeric'],
       ['d', 'date'],
@@ -58,18 +50,10 @@ describe('column types from the view', () => {
 });
 
 describe('values of typed columns', () => {
-  const view = compileView({
-    resourceType: 'ViewDefinition',
-    resource: 'Observation',
-    select: [
-      {
-        column: [
-          { name: 'v', path: 'value.ofType(Quantity).value', type: 'decimal' },
-          { name: 'at', path: 'effective.ofType(dateTime)', type: 'dateTime' },
-        ],
-      },
-    ],
-  });
+  const view = observationView(
+    { name: 'v', path: 'value.ofType(Quantity).value', type: 'decimal' },
+    { name: 'at', path: 'effective.ofType(dateTime)', type: 'dateTime' },
+  );
   const observation = (effective: string, value: unknown = new LosslessNumber('71.50')) => ({
     resourceType: 'Observation',
     id: 'o1',

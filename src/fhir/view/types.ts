@@ -3,7 +3,7 @@
  * that overrides it, and the conversion of FHIRPath results into the values a row holds.
  */
 import { isLosslessNumber, type LosslessNumber } from 'lossless-json';
-import { isIntegerValue } from './fhirpath.js';
+import { isIntegerValue } from './fhirpath/values.js';
 
 export type SqlType = 'boolean' | 'integer' | 'bigint' | 'numeric' | 'bytea' | 'date' | 'timestamptz' | 'text' | 'jsonb';
 

@@ -1,7 +1,7 @@
 /**
  * FHIRPath lexer and parser: expression text → syntax tree. Covers the grammar of FHIRPath N1 that
  * ViewDefinitions use (terms, invocations, indexers, every operator with its precedence, literals
- * including dates and times); the compiler in fhirpath.ts decides which functions exist.
+ * including dates and times); the function library in functions.ts decides which functions exist.
  */
 
 /** A FHIRPath syntax error or unsupported construct, with the 0-based offset in the expression. */
