@@ -96,12 +96,12 @@ try {
   out.node_cpu_to_copy_wall = +(out.postgres.node_cpu_s / bare.seconds).toFixed(2);
 
   // The floor of the store alone: the same rows into fhir_resources of a fresh schema, as the ingest
-  // writes them (lz4, the run named for history), with the primary key, the index and the history trigger.
+  // writes them (lz4), with the primary key, the index and the history triggers (which a first insert does not fire).
   carepipe(['migrate', '--database-url', url, '--db-schema', floorSchema]);
   const store = await copyLines(
     `copy ${floorSchema}_fhir.fhir_resources (resource_type, id, version_id, last_updated, resource, content_hash, source) from stdin`,
     (r, line) => `${r.resourceType}\t${r.id}\t${r.meta?.versionId ?? '\\N'}\t${r.meta?.lastUpdated ?? '\\N'}\t${line}\t${createHash('sha256').update(line).digest('base64url')}\tbench`,
-    [`set local search_path = ${floorSchema}`, `set local default_toast_compression = 'lz4'`, `select set_config('carepipe.run_id', '0', true)`],
+    [`set local search_path = ${floorSchema}`, `set local default_toast_compression = 'lz4'`],
   );
   for (const s of schemasToDrop(floorSchema)) await client.query(`drop schema if exists ${s} cascade`);
   out.store_with_history = store;
