@@ -348,7 +348,10 @@ export interface RowChange {
 
 /** How a table is recorded, or undefined when it has no history. */
 export async function historyTable(knex: Knex, table: string): Promise<HistoryTable | undefined> {
-  return knex('row_history_tables').where({ table_name: table }).first('table_name', 'key_columns', 'run_column', 'time_column', 'views');
+  // every column: a database not yet migrated to superseded images has none but the key (all recorded in full)
+  const row = await knex('row_history_tables').where({ table_name: table }).first();
+  if (!row) return undefined;
+  return { table_name: row.table_name, key_columns: row.key_columns, run_column: row.run_column ?? null, time_column: row.time_column ?? null, views: row.views ?? null };
 }
 
 /** The key columns a table is recorded by, or undefined when it has no history. */
@@ -440,7 +443,8 @@ export async function withRuns(knex: Knex, table: string, key: string, changes: 
   const ids = [...new Set(changes.map((c) => c.run_id).filter((id): id is number => id !== null))];
   const runs = new Map<number, { command: string; arguments: string[]; os_user: string; started_at: Date; db_user: string | null }>();
   if (ids.length > 0) {
-    const rows = await knex('runs').whereIn('id', ids).select('id', 'command', 'arguments', 'os_user', 'started_at', 'db_user');
+    // every column: runs.db_user came with superseded images
+    const rows = await knex('runs').whereIn('id', ids).select('*');
     for (const r of rows) runs.set(Number(r.id), r);
   }
   return changes.map((c) => {
