@@ -11,6 +11,7 @@
 // Bytes written: the WAL the server wrote meanwhile (pg_current_wal_lsn() before and after: the whole
 // cluster's, so other sessions' writes count too) plus the size of the tables and indexes left behind,
 // per resource, for the ingest and the bare COPY; their ratio. Last line: the figures as JSON.
+// BENCH_SKIP=store,nohistory,pglite leaves those parts out (for paired runs on a busy machine).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -68,6 +69,7 @@ const bytesWritten = (wal, stored, resources) => ({
   written_bytes_per_resource: Math.round((wal + stored.total) / resources),
 });
 
+const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
 const schema = `bench_ingest_${process.pid}`;
 const floorSchema = `${schema}_store`;
 const noHistorySchema = `${schema}_nohist`;
@@ -97,35 +99,41 @@ try {
 
   // The floor of the store alone: the same rows into fhir_resources of a fresh schema, as the ingest
   // writes them (lz4), with the primary key, the index and the history triggers (which a first insert does not fire).
-  carepipe(['migrate', '--database-url', url, '--db-schema', floorSchema]);
-  const store = await copyLines(
-    `copy ${floorSchema}_fhir.fhir_resources (resource_type, id, version_id, last_updated, resource, content_hash, source) from stdin`,
-    (r, line) => `${r.resourceType}\t${r.id}\t${r.meta?.versionId ?? '\\N'}\t${r.meta?.lastUpdated ?? '\\N'}\t${line}\t${createHash('sha256').update(line).digest('base64url')}\tbench`,
-    [`set local search_path = ${floorSchema}`, `set local default_toast_compression = 'lz4'`],
-  );
-  for (const s of schemasToDrop(floorSchema)) await client.query(`drop schema if exists ${s} cascade`);
-  out.store_with_history = store;
-  out.ratio_store_with_history_to_copy = +(store.resources_per_s / bare.resources_per_s).toFixed(2);
+  if (!skip.has('store')) {
+    carepipe(['migrate', '--database-url', url, '--db-schema', floorSchema]);
+    const store = await copyLines(
+      `copy ${floorSchema}_fhir.fhir_resources (resource_type, id, version_id, last_updated, resource, content_hash, source) from stdin`,
+      (r, line) => `${r.resourceType}\t${r.id}\t${r.meta?.versionId ?? '\\N'}\t${r.meta?.lastUpdated ?? '\\N'}\t${line}\t${createHash('sha256').update(line).digest('base64url')}\tbench`,
+      [`set local search_path = ${floorSchema}`, `set local default_toast_compression = 'lz4'`],
+    );
+    for (const s of schemasToDrop(floorSchema)) await client.query(`drop schema if exists ${s} cascade`);
+    out.store_with_history = store;
+    out.ratio_store_with_history_to_copy = +(store.resources_per_s / bare.resources_per_s).toFixed(2);
+  }
 
   // The whole ingest without row history: the triggers of every table dropped after migrating.
-  carepipe(['migrate', '--database-url', url, '--db-schema', noHistorySchema]);
-  const { rows: triggers } = await client.query(
-    `select t.tgname, n.nspname, c.relname from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
-      where n.nspname = any($1) and t.tgname like 'carepipe_history%'`,
-    [schemasToDrop(noHistorySchema)],
-  );
-  for (const t of triggers) await client.query(`drop trigger ${pg.escapeIdentifier(t.tgname)} on ${pg.escapeIdentifier(t.nspname)}.${pg.escapeIdentifier(t.relname)}`);
-  out.postgres_without_history = figures(carepipe(['ingest-fhir', input, '--database-url', url, '--db-schema', noHistorySchema]));
-  out.ratio_without_history_to_copy = +(out.postgres_without_history.resources_per_s / bare.resources_per_s).toFixed(2);
-  for (const s of schemasToDrop(noHistorySchema)) await client.query(`drop schema if exists ${s} cascade`);
+  if (!skip.has('nohistory')) {
+    carepipe(['migrate', '--database-url', url, '--db-schema', noHistorySchema]);
+    const { rows: triggers } = await client.query(
+      `select t.tgname, n.nspname, c.relname from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = any($1) and t.tgname like 'carepipe_history%'`,
+      [schemasToDrop(noHistorySchema)],
+    );
+    for (const t of triggers) await client.query(`drop trigger ${pg.escapeIdentifier(t.tgname)} on ${pg.escapeIdentifier(t.nspname)}.${pg.escapeIdentifier(t.relname)}`);
+    out.postgres_without_history = figures(carepipe(['ingest-fhir', input, '--database-url', url, '--db-schema', noHistorySchema]));
+    out.ratio_without_history_to_copy = +(out.postgres_without_history.resources_per_s / bare.resources_per_s).toFixed(2);
+    for (const s of schemasToDrop(noHistorySchema)) await client.query(`drop schema if exists ${s} cascade`);
+  }
 
   // Embedded PGlite (a fresh folder: the first command also creates and migrates it)
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'carepipe-bench-'));
-  try {
-    carepipe(['migrate', '--data-dir', path.join(dir, 'db')]);
-    out.pglite = figures(carepipe(['ingest-fhir', input, '--data-dir', path.join(dir, 'db')]));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  if (!skip.has('pglite')) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'carepipe-bench-'));
+    try {
+      carepipe(['migrate', '--data-dir', path.join(dir, 'db')]);
+      out.pglite = figures(carepipe(['ingest-fhir', input, '--data-dir', path.join(dir, 'db')]));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 } finally {
   for (const s of [schema, floorSchema, noHistorySchema].flatMap(schemasToDrop)) await client.query(`drop schema if exists ${s} cascade`).catch(() => undefined);
