@@ -1,5 +1,6 @@
 // One measured ingest-fhir run in a process of its own, so its peak RSS is its own:
-// node bench/_ingest-fhir-child.mjs ARGS… → prints {"seconds", "peak_rss_mb", "summary"} as its last line.
+// node bench/_ingest-fhir-child.mjs ARGS… → prints {"seconds", "cpu_s", "peak_rss_mb", "summary"} as its last line
+// (cpu_s: the Node process's user + system CPU).
 import { PassThrough } from 'node:stream';
 import { main } from '../dist/src/cli/main.js';
 
@@ -18,5 +19,5 @@ const code = await main([...process.argv.slice(2), '--json', '--quiet'], {
 });
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 await new Promise((r) => setImmediate(r));
-process.stdout.write(`${JSON.stringify({ code, seconds, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), summary: JSON.parse(out.trim().split('\n').pop() || '{}') })}\n`);
+process.stdout.write(`${JSON.stringify({ code, seconds, cpu_s: (process.resourceUsage().userCPUTime + process.resourceUsage().systemCPUTime) / 1e6, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), summary: JSON.parse(out.trim().split('\n').pop() || '{}') })}\n`);
 process.exit(0);

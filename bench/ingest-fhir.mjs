@@ -7,7 +7,11 @@
 // - the same ingest into a schema whose row-history triggers are dropped: what the ingest costs without
 //   the history of issue 10 (not a configuration carepipe offers; a measure of that history's share),
 // - into a fresh embedded PGlite folder.
-// Each ingest runs in a child process of its own (peak RSS is its own). Last line: the figures as JSON.
+// Each ingest runs in a child process of its own (peak RSS and Node CPU are its own).
+// Bytes written: the WAL the server wrote meanwhile (pg_current_wal_lsn() before and after: the whole
+// cluster's, so other sessions' writes count too) plus the size of the tables and indexes left behind,
+// per resource, for the ingest and the bare COPY; their ratio. Last line: the figures as JSON.
+// BENCH_SKIP=store,nohistory,pglite leaves those parts out (for paired runs on a busy machine).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -43,8 +47,29 @@ const figures = (r) => ({
   resources_per_s: Math.round(r.summary.counts.read / r.seconds),
   mb_per_s: +(megabytes / r.seconds).toFixed(2),
   peak_rss_mb: r.peak_rss_mb,
+  node_cpu_s: +r.cpu_s.toFixed(2),
+});
+const walLsn = async () => (await client.query('select pg_current_wal_lsn()::text as l')).rows[0].l;
+const walSince = async (lsn) => Number((await client.query('select pg_wal_lsn_diff(pg_current_wal_lsn(), $1) as d', [lsn])).rows[0].d);
+/** Table + index + toast bytes of every relation of these schemas, and of each table by name. */
+async function storedBytes(schemas) {
+  const { rows } = await client.query(
+    `select c.relname, pg_total_relation_size(c.oid)::bigint as bytes from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = any($1) and c.relkind in ('r', 'm')`,
+    [schemas],
+  );
+  const tables = Object.fromEntries(rows.map((r) => [r.relname, Number(r.bytes)]).sort((a, b) => b[1] - a[1]));
+  return { total: rows.reduce((n, r) => n + Number(r.bytes), 0), tables };
+}
+const mb = (bytes) => +(bytes / 1e6).toFixed(1);
+/** WAL + what stays, in MB and per resource. */
+const bytesWritten = (wal, stored, resources) => ({
+  wal_mb: mb(wal),
+  stored_mb: mb(stored.total),
+  written_bytes_per_resource: Math.round((wal + stored.total) / resources),
 });
 
+const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
 const schema = `bench_ingest_${process.pid}`;
 const floorSchema = `${schema}_store`;
 const noHistorySchema = `${schema}_nohist`;
@@ -54,46 +79,61 @@ const out = { input: path.relative(process.cwd(), input), files: files.length, m
 try {
   // Postgres server
   carepipe(['migrate', '--database-url', url, '--db-schema', schema]);
+  const serverLsn = await walLsn();
   const server = carepipe(['ingest-fhir', input, '--database-url', url, '--db-schema', schema]);
   out.postgres = figures(server);
+  const serverStored = await storedBytes(schemasToDrop(schema));
+  Object.assign(out.postgres, bytesWritten(await walSince(serverLsn), serverStored, out.postgres.resources));
+  out.postgres.largest_tables_mb = Object.fromEntries(Object.entries(serverStored.tables).slice(0, 6).map(([t, b]) => [t, mb(b)]));
 
   // The limit: COPY of the same rows into a bare table.
   await client.query(`create table ${schema}.bare_copy (resource_type text, id text, resource jsonb)`);
+  const bareLsn = await walLsn();
   const bare = await copyLines(`copy ${schema}.bare_copy (resource_type, id, resource) from stdin`, (r, line) => `${r.resourceType}\t${r.id}\t${line}`);
+  const bareStored = Number((await client.query(`select pg_total_relation_size('${schema}.bare_copy')::bigint as b`)).rows[0].b);
+  Object.assign(bare, bytesWritten(await walSince(bareLsn), { total: bareStored }, bare.resources));
   out.copy_limit = bare;
   out.ratio_to_copy = +(out.postgres.resources_per_s / bare.resources_per_s).toFixed(2);
+  out.bytes_ratio_to_copy = +(out.postgres.written_bytes_per_resource / bare.written_bytes_per_resource).toFixed(2);
+  out.node_cpu_to_copy_wall = +(out.postgres.node_cpu_s / bare.seconds).toFixed(2);
 
   // The floor of the store alone: the same rows into fhir_resources of a fresh schema, as the ingest
-  // writes them (lz4, the run named for history), with the primary key, the index and the history trigger.
-  carepipe(['migrate', '--database-url', url, '--db-schema', floorSchema]);
-  const store = await copyLines(
-    `copy ${floorSchema}_fhir.fhir_resources (resource_type, id, version_id, last_updated, resource, content_hash, source) from stdin`,
-    (r, line) => `${r.resourceType}\t${r.id}\t${r.meta?.versionId ?? '\\N'}\t${r.meta?.lastUpdated ?? '\\N'}\t${line}\t${createHash('sha256').update(line).digest('base64url')}\tbench`,
-    [`set local search_path = ${floorSchema}`, `set local default_toast_compression = 'lz4'`, `select set_config('carepipe.run_id', '0', true)`],
-  );
-  for (const s of schemasToDrop(floorSchema)) await client.query(`drop schema if exists ${s} cascade`);
-  out.store_with_history = store;
-  out.ratio_store_with_history_to_copy = +(store.resources_per_s / bare.resources_per_s).toFixed(2);
+  // writes them (lz4), with the primary key, the index and the history triggers (which a first insert does not fire).
+  if (!skip.has('store')) {
+    carepipe(['migrate', '--database-url', url, '--db-schema', floorSchema]);
+    const store = await copyLines(
+      `copy ${floorSchema}_fhir.fhir_resources (resource_type, id, version_id, last_updated, resource, content_hash, source) from stdin`,
+      (r, line) => `${r.resourceType}\t${r.id}\t${r.meta?.versionId ?? '\\N'}\t${r.meta?.lastUpdated ?? '\\N'}\t${line}\t${createHash('sha256').update(line).digest('base64url')}\tbench`,
+      [`set local search_path = ${floorSchema}`, `set local default_toast_compression = 'lz4'`],
+    );
+    for (const s of schemasToDrop(floorSchema)) await client.query(`drop schema if exists ${s} cascade`);
+    out.store_with_history = store;
+    out.ratio_store_with_history_to_copy = +(store.resources_per_s / bare.resources_per_s).toFixed(2);
+  }
 
   // The whole ingest without row history: the triggers of every table dropped after migrating.
-  carepipe(['migrate', '--database-url', url, '--db-schema', noHistorySchema]);
-  const { rows: triggers } = await client.query(
-    `select t.tgname, n.nspname, c.relname from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
-      where n.nspname = any($1) and t.tgname like 'carepipe_history%'`,
-    [schemasToDrop(noHistorySchema)],
-  );
-  for (const t of triggers) await client.query(`drop trigger ${pg.escapeIdentifier(t.tgname)} on ${pg.escapeIdentifier(t.nspname)}.${pg.escapeIdentifier(t.relname)}`);
-  out.postgres_without_history = figures(carepipe(['ingest-fhir', input, '--database-url', url, '--db-schema', noHistorySchema]));
-  out.ratio_without_history_to_copy = +(out.postgres_without_history.resources_per_s / bare.resources_per_s).toFixed(2);
-  for (const s of schemasToDrop(noHistorySchema)) await client.query(`drop schema if exists ${s} cascade`);
+  if (!skip.has('nohistory')) {
+    carepipe(['migrate', '--database-url', url, '--db-schema', noHistorySchema]);
+    const { rows: triggers } = await client.query(
+      `select t.tgname, n.nspname, c.relname from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = any($1) and t.tgname like 'carepipe_history%'`,
+      [schemasToDrop(noHistorySchema)],
+    );
+    for (const t of triggers) await client.query(`drop trigger ${pg.escapeIdentifier(t.tgname)} on ${pg.escapeIdentifier(t.nspname)}.${pg.escapeIdentifier(t.relname)}`);
+    out.postgres_without_history = figures(carepipe(['ingest-fhir', input, '--database-url', url, '--db-schema', noHistorySchema]));
+    out.ratio_without_history_to_copy = +(out.postgres_without_history.resources_per_s / bare.resources_per_s).toFixed(2);
+    for (const s of schemasToDrop(noHistorySchema)) await client.query(`drop schema if exists ${s} cascade`);
+  }
 
   // Embedded PGlite (a fresh folder: the first command also creates and migrates it)
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'carepipe-bench-'));
-  try {
-    carepipe(['migrate', '--data-dir', path.join(dir, 'db')]);
-    out.pglite = figures(carepipe(['ingest-fhir', input, '--data-dir', path.join(dir, 'db')]));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  if (!skip.has('pglite')) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'carepipe-bench-'));
+    try {
+      carepipe(['migrate', '--data-dir', path.join(dir, 'db')]);
+      out.pglite = figures(carepipe(['ingest-fhir', input, '--data-dir', path.join(dir, 'db')]));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 } finally {
   for (const s of [schema, floorSchema, noHistorySchema].flatMap(schemasToDrop)) await client.query(`drop schema if exists ${s} cascade`).catch(() => undefined);

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { tableExists } from '../src/db/catalog.js';
-import { attachHistory, detachHistory, historyKeyColumns, createHistoryFunctions } from '../src/db/history.js';
+import { attachHistory, detachHistory, historyKeyColumns, createHistoryFunctions } from '../src/db/history-legacy.js';
 
 /** Clinical tables of other migrations; each is attached only when present, so any subset works. */
 export const CLINICAL_TABLES = [

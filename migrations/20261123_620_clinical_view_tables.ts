@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { ensureHistory } from '../src/db/history.js';
+import { ensureHistory } from '../src/db/history-legacy.js';
 import { ensureCodingsExtras } from '../src/fhir/codings.js';
 import { loadShippedViews, tablesOf } from '../src/fhir/views.js';
 import { ensureFlatTable, type TableSpec } from '../src/writers/flat-table.js';

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { createHistoryFunctions } from '../src/db/history.js';
+import { createHistoryFunctions } from '../src/db/history-legacy.js';
 
 /**
  * Row history no longer records updates that only move an importer's "last seen" marks (last_seen,

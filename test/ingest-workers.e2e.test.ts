@@ -114,13 +114,15 @@ describe('ingest-fhir shared by several processes (postgres)', () => {
       expect(items.every((i: { status: string }) => i.status === 'done')).toBe(true);
       expect(items.find((i: { unit_key: string }) => i.unit_key === killedIn)?.attempts).toBe(2);
 
-      // Each resource inserted exactly once: one 'I' history row per resource, no update after it.
+      // Each resource inserted exactly once: no update after it, so no superseded image stored (a
+      // first insert stores none), and each row names the run that inserted it.
       const history = await db.knex.raw<{ rows: { inserts: number; others: number; keys: number }[] }>(
         `select count(*) filter (where operation = 'I')::int as inserts, count(*) filter (where operation <> 'I')::int as others,
                 count(distinct row_key)::int as keys
            from row_history where table_name = 'fhir_resources'`,
       );
-      expect(history.rows[0]).toEqual({ inserts: FILES * PATIENTS_PER_FILE * 3, others: 0, keys: FILES * PATIENTS_PER_FILE * 3 });
+      expect(history.rows[0]).toEqual({ inserts: 0, others: 0, keys: 0 });
+      expect(await db.knex('fhir_resources').whereNull('run_id').count({ n: '*' }).first()).toEqual({ n: 0 });
 
       const reference = await single.connect();
       try {

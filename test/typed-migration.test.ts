@@ -12,11 +12,14 @@ vi.setConfig({ testTimeout: 300_000 });
 
 const MIGRATION = '20261206_900_typed_flat_tables';
 const step = { ...migrationConfig, name: MIGRATION };
-// The schema-per-source migration comes after this one: a database loaded before 900 predates it too.
+// The schema-per-source migration comes after this one: a database loaded before 900 predates it too;
+// and so does row history as superseded images.
 const later = { ...migrationConfig, name: '20261206_950_schema_per_source' };
+const superseded = { ...migrationConfig, name: '20261207_100_history_superseded_images' };
 
-/** Back to the database as it was before migration 900 (and so before 950). */
+/** Back to the database as it was before migration 900 (and so before 950 and 20261207_100). */
 async function beforeTyped(knex: Knex): Promise<void> {
+  await knex.migrate.down(superseded);
   await knex.migrate.down(later);
   await knex.migrate.down(step);
 }

@@ -15,7 +15,8 @@ function resourceRow(id: string, family: string, runId?: number) {
     resource: JSON.stringify(resource),
     content_hash: family,
     source: 'test.ndjson',
-    run_id: runId ?? null,
+    // left out when not given: the column defaults to the run of the transaction
+    ...(runId === undefined ? {} : { run_id: runId }),
   };
 }
 
@@ -32,12 +33,15 @@ for (const backend of BACKENDS) {
       expect(row.key_columns).toEqual(['resource_type', 'id']);
     });
 
-    it('records insert, update and delete with the row before and after and the run id', async () => {
+    it('stores only superseded images, each with the run that replaced it, and derives insert, update and delete', async () => {
       const { knex } = ctx.db;
       const ledger = await RunLedger.start(knex, { command: 'ingest-fhir', args: ['a.ndjson'], user: 'alice' });
       await inRunTransaction(knex, ledger, async (trx) => {
         await trx('fhir_resources').insert([resourceRow('p1', 'Smith'), resourceRow('p2', 'Jones')]);
       });
+      // a first insert writes no history; the row names its run itself (the column defaults to the run)
+      expect(await history(knex, 'fhir_resources')).toEqual([]);
+      expect((await knex('fhir_resources').orderBy('id').pluck('run_id')).map(Number)).toEqual([ledger.id, ledger.id]);
       const second = await RunLedger.start(knex, { command: 'ingest-fhir', args: ['b.ndjson'], user: 'bob' });
       await inRunTransaction(knex, second, async (trx) => {
         await trx('fhir_resources')
@@ -48,26 +52,30 @@ for (const backend of BACKENDS) {
 
       const rows = await history(knex, 'fhir_resources');
       expect(rows.map((r) => [r.row_key, r.operation, r.run_id])).toEqual([
-        ['Patient/p1', 'I', ledger.id],
-        ['Patient/p2', 'I', ledger.id],
         ['Patient/p1', 'U', second.id],
         ['Patient/p2', 'D', second.id],
       ]);
-      expect(rows[0].before).toBeNull();
-      expect(rows[0].after.resource.name[0].family).toBe('Smith');
-      expect(rows[2].before.resource.name[0].family).toBe('Smith');
-      expect(rows[2].after.resource.name[0].family).toBe('Smyth');
-      expect(rows[3].before.id).toBe('p2');
-      expect(rows[3].after).toBeNull();
+      expect(rows[0].before.resource.name[0].family).toBe('Smith');
+      expect(rows[0].after).toBeNull();
+      expect(rows[1].before.id).toBe('p2');
+      expect(rows[1].after).toBeNull();
 
       const changes = await rowHistory(knex, 'fhir_resources', 'Patient/p1');
       expect(changes.map((c) => [c.operation, c.run_command, c.run_user])).toEqual([
         ['I', 'ingest-fhir', 'alice'],
         ['U', 'ingest-fhir', 'bob'],
       ]);
+      expect(changes[0]!.after!.resource).toEqual({ resourceType: 'Patient', id: 'p1', name: [{ family: 'Smith' }] });
       expect(diffRow(changes[1]!.before, changes[1]!.after)).toEqual([
         { path: 'resource.name[0].family', before: 'Smith', after: 'Smyth' },
         { path: 'content_hash', before: 'Smith', after: 'Smyth' },
+      ]);
+      const user = (await knex.raw('select current_user as u')).rows[0].u;
+      expect(changes.map((c) => c.db_user)).toEqual([user, user]);
+      const deleted = await rowHistory(knex, 'fhir_resources', 'Patient/p2');
+      expect(deleted.map((c) => [c.operation, c.run_id, c.before?.id ?? null, c.after?.id ?? null])).toEqual([
+        ['I', ledger.id, null, 'p2'],
+        ['D', second.id, 'p2', null],
       ]);
     });
 
@@ -85,35 +93,41 @@ for (const backend of BACKENDS) {
       expect(await history(knex, 'fhir_resources')).toEqual([]);
     });
 
-    it('an upsert records inserted and changed rows and nothing for rows it leaves as they were', async () => {
+    it('an upsert stores the image it replaced and nothing for rows it inserts or leaves as they were', async () => {
       const { knex } = ctx.db;
       const upsert = (trx: Knex, rows: ReturnType<typeof resourceRow>[]) =>
-        trx('fhir_resources').insert(rows).onConflict(['resource_type', 'id']).merge(['resource', 'content_hash']);
+        trx('fhir_resources').insert(rows).onConflict(['resource_type', 'id']).merge(['resource', 'content_hash', 'run_id']);
       const first = await RunLedger.start(knex, { command: 'ingest-fhir', args: [], user: 'alice' });
-      await inRunTransaction(knex, first, (trx) => upsert(trx, [resourceRow('p1', 'Smith'), resourceRow('p2', 'Jones')]));
+      await inRunTransaction(knex, first, (trx) => upsert(trx, [resourceRow('p1', 'Smith', first.id), resourceRow('p2', 'Jones', first.id)]));
       const second = await RunLedger.start(knex, { command: 'ingest-fhir', args: [], user: 'alice' });
       // p1 unchanged (written again as it was), p2 changed, p3 new
       await inRunTransaction(knex, second, (trx) =>
-        upsert(trx, [resourceRow('p1', 'Smith'), resourceRow('p2', 'Jonas'), resourceRow('p3', 'Brown')]),
+        upsert(trx, [resourceRow('p1', 'Smith', first.id), resourceRow('p2', 'Jonas', second.id), resourceRow('p3', 'Brown', second.id)]),
       );
       const rows = await history(knex, 'fhir_resources');
-      // one statement fires its update and insert triggers in an order of Postgres's choosing
-      expect(rows.map((r) => [r.row_key, r.operation, r.run_id]).sort()).toEqual([
-        ['Patient/p1', 'I', first.id],
-        ['Patient/p2', 'I', first.id],
-        ['Patient/p2', 'U', second.id],
-        ['Patient/p3', 'I', second.id],
-      ]);
+      expect(rows.map((r) => [r.row_key, r.operation, r.run_id, r.before.content_hash])).toEqual([['Patient/p2', 'U', second.id, 'Jones']]);
+      const ops = async (key: string) => (await rowHistory(knex, 'fhir_resources', key)).map((c) => [c.operation, c.run_id]);
+      expect(await ops('Patient/p1')).toEqual([['I', first.id]]);
+      expect(await ops('Patient/p2')).toEqual([['I', first.id], ['U', second.id]]);
+      expect(await ops('Patient/p3')).toEqual([['I', second.id]]);
     });
 
-    it('a change outside a run is recorded with no run id and the database user', async () => {
+    it('a change outside a run: an insert derived with no run and an unknown user, an update stored with the database user', async () => {
       const { knex } = ctx.db;
       await knex('fhir_resources').insert(resourceRow('p1', 'Smith'));
+      expect(await knex('row_history').count({ n: '*' }).first()).toEqual({ n: 0 });
+      await knex('fhir_resources').update({ content_hash: 'Smyth' });
       const [row] = await knex('row_history').select('run_id', 'db_user', 'changed_at');
       expect(row.run_id).toBeNull();
       const user = await knex.raw('select current_user as u');
       expect(row.db_user).toBe(user.rows[0].u);
       expect(row.changed_at).toBeInstanceOf(Date);
+      const changes = await rowHistory(knex, 'fhir_resources', 'Patient/p1');
+      expect(changes.map((c) => [c.operation, c.run_id, c.db_user])).toEqual([
+        ['I', null, null],
+        ['U', null, user.rows[0].u],
+      ]);
+      expect(changes[0]!.changed_at).toBeInstanceOf(Date);
     });
 
     it('records a flat table keyed by resource, whose key is not unique, and attaching again records once', async () => {
@@ -166,14 +180,17 @@ for (const backend of BACKENDS) {
       expect(present).toContain('fhir_resources');
       const attached = new Map(((await knex('row_history_tables').select('table_name', 'key_columns')) as { table_name: string; key_columns: string[] }[]).map((r) => [r.table_name, r.key_columns]));
       for (const table of [...present, 'my_view', 'encounter', 'codings']) expect(attached.has(table), table).toBe(true);
+      // flat tables of shipped views derive their history (no triggers); a --view table's ViewDefinition is not known
+      expect((await knex('row_history_tables').where({ table_name: 'encounter' }).first('views')).views).not.toBeNull();
       expect(attached.get('my_view')).toEqual(['_resource_type', '_resource_id']);
       expect(attached.has('runs')).toBe(false);
       // the flat tables migration numbered the user's table's rows and keyed it like the shipped ones
       expect(await primaryKeyColumns(knex, 'my_view')).toEqual(['_resource_type', '_resource_id', '_row_index']);
       await knex('my_view').insert({ reading: '5', _resource_type: 'Observation', _resource_id: 'o9', _row_index: 0 });
-      expect(await knex('row_history').select('table_name', 'row_key', 'operation')).toEqual([
-        { table_name: 'my_view', row_key: 'Observation/o9', operation: 'I' },
-      ]);
+      await knex('encounter').insert({ id: 'e1', _resource_type: 'Encounter', _resource_id: 'e1', _row_index: 0 });
+      expect(await knex('row_history').count({ n: '*' }).first()).toEqual({ n: 0 });
+      const triggers = await knex.raw(`select tgname from pg_trigger where tgrelid in ('my_view'::regclass, 'encounter'::regclass, 'codings'::regclass)`);
+      expect(triggers.rows).toEqual([]);
     });
 
     it('does not record an update that only moves the last-seen marks of a re-import', async () => {

@@ -1,22 +1,29 @@
 /**
- * Row history: every insert, update and delete on a clinical table leaves a row in `row_history`
- * (table, key, operation, the row before and after as jsonb, the run, the time, the database user).
+ * Row history as system versioning (as SQL Server's and MariaDB's system-versioned tables, or the
+ * `temporal_tables` extension): the current row is the newest version and carries its own run and time
+ * (`run_id`/`source_run`, `loaded_at`/`first_seen_at`/`first_seen`); `row_history` keeps only the
+ * superseded images, each with the run, time and database user that replaced it: on UPDATE the row as
+ * it was, on DELETE the last row. A first INSERT writes nothing. `rowHistory` derives the changes
+ * (insert, update, delete, each with its before and after and the run behind it) from those images and
+ * the current row.
+ *
+ * A table whose rows name no run and time of their own, or whose key is not unique (so that an
+ * image's successor cannot be found by key), is recorded in full as before: inserts (the row after),
+ * updates (before and after) and deletes. FHIR flat tables and `codings` have no triggers at all:
+ * their rows are a pure function of a resource version and a ViewDefinition, recorded here
+ * (`row_history_tables.views`) so that src/fhir/derived-history.ts derives their history from the
+ * resource's versions.
  *
  * Triggers, not the writers, record it: a trigger runs inside the statement that changes the row, so
  * history and data commit or roll back together and no writer (ingest, clinicians, appointments, a
  * user's psql session) can forget it. The run comes from `carepipe.run_id`, which `inRunTransaction`
- * sets locally in every batch transaction.
+ * sets locally in every batch transaction; a versioned table's run column defaults to it, so a row
+ * written in a run without naming it still carries its run.
  *
  * Statement-level triggers with transition tables, not row-level ones: a bulk load writes thousands of
  * rows per statement, and one `insert … select` from the transition table per statement does the work
- * of thousands of PL/pgSQL calls. Measured by `node bench/row-history.mjs` on a 10k-row upsert, ms,
- * PGlite / Postgres, statement-level against row-level: new rows 1417/807 against 5130/1134, changed
- * rows 3362/1317 against 6744/2637, delete 1223/488 against 8249/1651 (no history: 1394/636, 1396/729,
- * 118/52). The figures are in the README.
- * One exception: pairing the old and new image of an updated row needs a key that identifies the row.
- * Flat FHIR tables have several rows per resource (`_resource_id` is not unique), so on tables whose key
- * columns are not a primary key or unique index, updates are recorded by a row-level trigger.
- * TRUNCATE is not recorded.
+ * of thousands of PL/pgSQL calls (`node bench/row-history.mjs`). Tables whose key is not unique pair
+ * updates with a row-level trigger. TRUNCATE is not recorded.
  */
 import type { Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
@@ -84,6 +91,38 @@ begin
   return null;
 end
 $$`,
+`
+create or replace function carepipe_history_superseded() returns trigger language plpgsql
+set search_path from current as $$
+declare
+  run bigint := carepipe_history_run_id();
+  old_key text;
+  matched text;
+begin
+  -- superseded images only: the old row of an update (paired with its new row by the unique key
+  -- TG_ARGV names), the last row of a delete; the key is the key columns' text values joined by '/'
+  select string_agg(format('o.%I::text', k), ', ' order by i),
+         string_agg(format('n.%1$I = o.%1$I', k), ' and ' order by i)
+    into old_key, matched
+    from unnest(TG_ARGV) with ordinality as u(k, i);
+  if TG_OP = 'DELETE' then
+    execute format(
+      'insert into row_history (table_name, row_key, operation, before, run_id)
+       select $1, concat_ws(''/'', %s), ''D'', to_jsonb(o), $2 from carepipe_old o', old_key)
+      using TG_TABLE_NAME, run;
+  elsif TG_OP = 'UPDATE' then
+    -- an update that changes nothing is no change, nor one that only moves the "last seen" marks
+    execute format(
+      'insert into row_history (table_name, row_key, operation, before, run_id)
+       select $1, concat_ws(''/'', %s), ''U'', j.o, $2
+         from carepipe_new n join carepipe_old o on %s
+        cross join lateral (select to_jsonb(o) as o, to_jsonb(n) as n) as j
+        where not carepipe_history_unchanged(j.o, j.n)', old_key, matched)
+      using TG_TABLE_NAME, run;
+  end if;
+  return null;
+end
+$$`,
 `create or replace function carepipe_history_row() returns trigger language plpgsql
 set search_path from current as $$
 declare
@@ -102,12 +141,25 @@ begin
 end
 $$`];
 
-/** Creates (or replaces) the trigger functions. */
+/** Creates (or replaces) the trigger functions (those of full recording are migration 600's). */
 export async function createHistoryFunctions(knex: Knex): Promise<void> {
   for (const sql of HISTORY_FUNCTIONS_SQL) await knex.raw(sql);
 }
 
 const TRIGGERS = ['carepipe_history_ins', 'carepipe_history_upd', 'carepipe_history_del', 'carepipe_history_row'];
+
+/** Columns naming the run that wrote a row, and the time it was written, in order of preference. */
+export const RUN_COLUMNS = ['run_id', 'source_run'];
+export const TIME_COLUMNS = ['loaded_at', 'first_seen_at', 'first_seen'];
+
+/** A table's column names, in order. */
+async function columnNames(knex: Knex, table: string): Promise<string[]> {
+  const result = await knex.raw<{ rows: { name: string }[] }>(
+    `select attname as name from pg_attribute where attrelid = to_regclass(?) and attnum > 0 and not attisdropped order by attnum`,
+    [quoteIdent(table)],
+  );
+  return result.rows.map((r) => r.name);
+}
 
 
 /** The columns of the table's primary key, in key order (empty when it has none). */
@@ -137,10 +189,22 @@ async function keyIsUnique(knex: Knex, table: string, keyColumns: string[]): Pro
   return result.rows.some((r) => [...r.cols].sort().join(',') === wanted);
 }
 
+/** How a table is recorded: its key, and the run and time columns its rows carry (null: recorded in full). */
+export interface HistoryTable {
+  table_name: string;
+  key_columns: string[];
+  run_column: string | null;
+  time_column: string | null;
+  /** The ViewDefinitions whose rows the table holds: a derived table, with no triggers. */
+  views: unknown[] | null;
+}
+
 /**
- * Records every insert, update and delete on `table` in `row_history`, keyed by `keyColumns` (their
- * values joined by '/', e.g. `Patient/123`). Idempotent: attaching again replaces the triggers, so
- * the ingest writer may call it each time it creates or finds a `--view` table.
+ * Records the changes of `table` in `row_history`, keyed by `keyColumns` (their values joined by '/',
+ * e.g. `Patient/123`). When the key is unique and the rows carry a run and a time column (RUN_COLUMNS,
+ * TIME_COLUMNS), only superseded images are kept and the run column defaults to the run of the
+ * transaction; otherwise inserts, updates and deletes are recorded in full. Idempotent: attaching
+ * again replaces the triggers.
  */
 export async function attachHistory(
   knex: Knex,
@@ -152,13 +216,30 @@ export async function attachHistory(
   if (!(await tableExists(knex, table))) throw new CarepipeError('INTERNAL', `attachHistory: no table ${table}`);
   if (table === 'row_history') throw new CarepipeError('INTERNAL', 'row_history does not record itself');
   const mode = options.mode ?? 'auto';
-  const updateByRow = mode === 'row' || (mode === 'auto' && !(await keyIsUnique(knex, table, keyColumns)));
+  const unique = await keyIsUnique(knex, table, keyColumns);
+  const updateByRow = mode === 'row' || (mode === 'auto' && !unique);
+  const columns = await columnNames(knex, table);
+  const runColumn = RUN_COLUMNS.find((c) => columns.includes(c)) ?? null;
+  const timeColumn = TIME_COLUMNS.find((c) => columns.includes(c)) ?? null;
+  const versioned = unique && mode !== 'row' && runColumn !== null && timeColumn !== null;
   const t = quoteIdent(table);
   const args = keyColumns.map((c) => `'${c.replace(/'/g, "''")}'`).join(', ');
   await knex.transaction(async (trx) => {
     await createHistoryFunctions(trx);
     for (const trigger of TRIGGERS) await trx.raw(`drop trigger if exists ${trigger} on ${t}`);
-    if (mode === 'row') {
+    if (versioned) {
+      // the current row names its own run: written in a run without naming it, it still does
+      await trx.raw(`alter table ${t} alter column ${quoteIdent(runColumn)} set default carepipe_history_run_id()`);
+      await trx.raw(
+        `create trigger carepipe_history_upd after update on ${t}
+         referencing old table as carepipe_old new table as carepipe_new
+         for each statement execute function carepipe_history_superseded(${args})`,
+      );
+      await trx.raw(
+        `create trigger carepipe_history_del after delete on ${t} referencing old table as carepipe_old
+         for each statement execute function carepipe_history_superseded(${args})`,
+      );
+    } else if (mode === 'row') {
       await trx.raw(
         `create trigger carepipe_history_row after insert or update or delete on ${t}
          for each row execute function carepipe_history_row(${args})`,
@@ -182,18 +263,17 @@ export async function attachHistory(
       );
     }
     await trx.raw(
-      `insert into row_history_tables (table_name, key_columns) values (?, ?)
-       on conflict (table_name) do update set key_columns = excluded.key_columns, attached_at = now()`,
-      [table, keyColumns],
+      `insert into row_history_tables (table_name, key_columns, run_column, time_column, views) values (?, ?, ?, ?, null)
+       on conflict (table_name) do update set key_columns = excluded.key_columns, run_column = excluded.run_column,
+         time_column = excluded.time_column, views = null, attached_at = now()`,
+      [table, keyColumns, versioned ? runColumn : null, versioned ? timeColumn : null],
     );
   });
 }
 
 /**
  * Attaches history to `table` unless it already has it, keyed by `keyColumns` or else by
- * historyKeyColumns (`_resource_type`/`_resource_id`, else the primary key). For writers that create tables
- * at run time (ingest-fhir's `--view` tables): one cheap lookup when already attached. Returns whether
- * it attached.
+ * historyKeyColumns (`_resource_type`/`_resource_id`, else the primary key). Returns whether it attached.
  */
 export async function ensureHistory(knex: Knex, table: string, keyColumns?: string[]): Promise<boolean> {
   if (await recordedKeyColumns(knex, table)) return false;
@@ -212,6 +292,25 @@ export async function detachHistory(knex: Knex, table: string): Promise<void> {
 }
 
 /**
+ * Records that `table` holds rows derived from FHIR resources by `views` (their ViewDefinitions as
+ * JSON), keyed by the resource (`_resource_type`/`_resource_id`): no triggers (any left are dropped),
+ * its history is derived from the resource's versions. Cheap when nothing changed: the ingest calls it
+ * for each of its tables.
+ */
+export async function recordDerivedTable(knex: Knex | Knex.Transaction, table: string, views: unknown[]): Promise<void> {
+  const json = JSON.stringify(views);
+  const known = await knex('row_history_tables').where({ table_name: table }).first(knex.raw('views = ?::jsonb as same', [json]));
+  if (known?.same) return;
+  for (const trigger of TRIGGERS) await knex.raw(`drop trigger if exists ${trigger} on ${quoteIdent(table)}`);
+  await knex.raw(
+    `insert into row_history_tables (table_name, key_columns, run_column, time_column, views) values (?, ?, null, null, ?::jsonb)
+     on conflict (table_name) do update set key_columns = excluded.key_columns, run_column = null, time_column = null,
+       views = excluded.views, attached_at = now()`,
+    [table, ['_resource_type', '_resource_id'], json],
+  );
+}
+
+/**
  * The key to record a table by: the flat-table bookkeeping columns (`_resource_type`, `_resource_id`:
  * one resource's rows share it, so `history patient Patient/123` shows the resource's rows, not a
  * primary key that also counts the row's position), else its primary key, else none.
@@ -226,16 +325,20 @@ export async function historyKeyColumns(knex: Knex, table: string): Promise<stri
   return primaryKeyColumns(knex, table);
 }
 
-/** One recorded change with the run behind it. */
+type Image = Record<string, unknown>;
+
+/** One change with the run behind it, recorded or derived. */
 export interface RowChange {
+  /** the row_history id of a recorded image; 0 for an insert derived from the row itself */
   id: number;
   table_name: string;
   row_key: string;
   operation: HistoryOperation;
-  before: Record<string, unknown> | null;
-  after: Record<string, unknown> | null;
-  changed_at: Date;
-  db_user: string;
+  before: Image | null;
+  after: Image | null;
+  changed_at: Date | null;
+  /** null when unknown: an insert outside any run, derived from the row */
+  db_user: string | null;
   run_id: number | null;
   run_command: string | null;
   run_arguments: string[] | null;
@@ -243,44 +346,151 @@ export interface RowChange {
   run_started_at: Date | null;
 }
 
-/** The key columns a table is recorded by, or undefined when it has no history. */
-export async function recordedKeyColumns(knex: Knex, table: string): Promise<string[] | undefined> {
-  const row = await knex('row_history_tables').where({ table_name: table }).first('key_columns');
-  return row ? (row.key_columns as string[]) : undefined;
+/** How a table is recorded, or undefined when it has no history. */
+export async function historyTable(knex: Knex, table: string): Promise<HistoryTable | undefined> {
+  // every column: a database not yet migrated to superseded images has none but the key (all recorded in full)
+  const row = await knex('row_history_tables').where({ table_name: table }).first();
+  if (!row) return undefined;
+  return { table_name: row.table_name, key_columns: row.key_columns, run_column: row.run_column ?? null, time_column: row.time_column ?? null, views: row.views ?? null };
 }
 
-/** The changes of one row, oldest first, each with its run from the ledger. */
-export async function rowHistory(knex: Knex, table: string, key: string): Promise<RowChange[]> {
-  const keyColumns = await recordedKeyColumns(knex, table);
-  if (!keyColumns) {
+/** The key columns a table is recorded by, or undefined when it has no history. */
+export async function recordedKeyColumns(knex: Knex, table: string): Promise<string[] | undefined> {
+  return (await historyTable(knex, table))?.key_columns;
+}
+
+/** How `table` is recorded; a usage error naming the tables with history, or the key's shape, when `key` cannot be looked up. */
+export async function historyTableFor(knex: Knex, table: string, key: string): Promise<HistoryTable> {
+  const recorded = await historyTable(knex, table);
+  if (!recorded) {
     const tables = (await knex('row_history_tables').orderBy('table_name').pluck('table_name')) as string[];
     throw new CarepipeError('USAGE', `${table} has no row history; tables with history: ${tables.join(', ') || 'none'}`);
   }
+  const keyColumns = recorded.key_columns;
   if (key.split('/').length !== keyColumns.length) {
     throw new CarepipeError(
       'USAGE',
       `the key of ${table} is ${keyColumns.join('/')}: give ${keyColumns.length === 1 ? 'its value' : `${keyColumns.length} values joined by '/'`}, for example ${keyColumns.map((c) => `<${c}>`).join('/')}`,
     );
   }
-  return knex('row_history as h')
-    .leftJoin('runs as r', 'r.id', 'h.run_id')
-    .where({ 'h.table_name': table, 'h.row_key': key })
-    .orderBy('h.id')
-    .select(
-      'h.id',
-      'h.table_name',
-      'h.row_key',
-      'h.operation',
-      'h.before',
-      'h.after',
-      'h.changed_at',
-      'h.db_user',
-      'h.run_id',
-      'r.command as run_command',
-      'r.arguments as run_arguments',
-      'r.os_user as run_user',
-      'r.started_at as run_started_at',
-    );
+  return recorded;
+}
+
+/** A row_history row as stored. */
+export interface StoredImage {
+  id: number;
+  operation: HistoryOperation;
+  before: Image | null;
+  after: Image | null;
+  changed_at: Date;
+  db_user: string;
+  run_id: number | null;
+}
+
+/** A change before its run is looked up. */
+type BareChange = Pick<RowChange, 'id' | 'operation' | 'before' | 'after' | 'changed_at' | 'db_user' | 'run_id'>;
+
+function toNumber(v: unknown): number | null {
+  return v === null || v === undefined || v === '' ? null : Number(v);
+}
+
+/**
+ * The changes of one row from its stored images (oldest first) and its current row: each superseded
+ * image is the `before` of the change that replaced it, whose `after` is the next image (or the current
+ * row) unless the change kept its own; an image (or current row) that nothing inserted before it was
+ * inserted by the run and at the time it names itself (`runColumn`, `timeColumn`). Tables recorded in
+ * full have their insert rows and none is derived.
+ */
+export function changesFromImages(
+  stored: StoredImage[],
+  current: Image | undefined,
+  columns: { run: string | null; time: string | null },
+): BareChange[] {
+  const out: BareChange[] = [];
+  const derivesInserts = columns.run !== null && columns.time !== null;
+  const inserted = (image: Image): BareChange => ({
+    id: 0,
+    operation: 'I',
+    before: null,
+    after: image,
+    changed_at: image[columns.time!] ? new Date(String(image[columns.time!])) : null,
+    db_user: null,
+    run_id: toNumber(image[columns.run!]),
+  });
+  let exists = false;
+  for (let i = 0; i < stored.length; i++) {
+    const row = stored[i]!;
+    if (row.operation !== 'I' && !exists && derivesInserts && row.before) out.push(inserted(row.before));
+    const next = stored[i + 1];
+    const successor = next ? (next.operation === 'I' ? null : next.before) : (current ?? null);
+    out.push({
+      id: Number(row.id),
+      operation: row.operation,
+      before: row.operation === 'I' ? null : row.before,
+      after: row.operation === 'D' ? null : (row.after ?? successor),
+      changed_at: row.changed_at,
+      db_user: row.db_user,
+      run_id: toNumber(row.run_id),
+    });
+    exists = row.operation !== 'D';
+  }
+  if (current && !exists && derivesInserts) out.push(inserted(current));
+  return out;
+}
+
+/** The changes with the run of each from the ledger; an insert derived from a row gets its run's database user. */
+export async function withRuns(knex: Knex, table: string, key: string, changes: BareChange[]): Promise<RowChange[]> {
+  const ids = [...new Set(changes.map((c) => c.run_id).filter((id): id is number => id !== null))];
+  const runs = new Map<number, { command: string; arguments: string[]; os_user: string; started_at: Date; db_user: string | null }>();
+  if (ids.length > 0) {
+    // every column: runs.db_user came with superseded images
+    const rows = await knex('runs').whereIn('id', ids).select('*');
+    for (const r of rows) runs.set(Number(r.id), r);
+  }
+  return changes.map((c) => {
+    const run = c.run_id === null ? undefined : runs.get(c.run_id);
+    return {
+      ...c,
+      table_name: table,
+      row_key: key,
+      db_user: c.db_user ?? run?.db_user ?? null,
+      run_command: run?.command ?? null,
+      run_arguments: run?.arguments ?? null,
+      run_user: run?.os_user ?? null,
+      run_started_at: run?.started_at ?? null,
+    };
+  });
+}
+
+/** The stored images of one row, oldest first. */
+export async function storedImages(knex: Knex, table: string, key: string): Promise<StoredImage[]> {
+  return knex('row_history')
+    .where({ table_name: table, row_key: key })
+    .orderBy('id')
+    .select('id', 'operation', 'before', 'after', 'changed_at', 'db_user', 'run_id');
+}
+
+/** The current row of a table recorded by a unique key, as `to_jsonb` gives it (what the triggers store). */
+async function currentImage(knex: Knex, table: string, keyColumns: string[], key: string): Promise<Image | undefined> {
+  const parts = key.split('/');
+  const result = await knex.raw<{ rows: { image: Image }[] }>(
+    `select to_jsonb(t) as image from ${quoteIdent(table)} t where ${keyColumns.map((c) => `t.${quoteIdent(c)}::text = ?`).join(' and ')}`,
+    parts,
+  );
+  return result.rows[0]?.image;
+}
+
+/**
+ * The changes of one row of a table with stored history, oldest first, each with its run from the
+ * ledger (derived tables: see src/fhir/derived-history.ts).
+ */
+export async function rowHistory(knex: Knex, table: string, key: string): Promise<RowChange[]> {
+  const recorded = await historyTableFor(knex, table, key);
+  const versioned = recorded.run_column !== null && recorded.time_column !== null;
+  const stored = await storedImages(knex, table, key);
+  const current = versioned && (await tableExists(knex, table)) ? await currentImage(knex, table, recorded.key_columns, key) : undefined;
+  const changes = changesFromImages(stored, current, { run: recorded.run_column, time: recorded.time_column });
+  return withRuns(knex, table, key, changes);
 }
 
 /** One difference between two row images: a column, or a path inside a jsonb column (`resource.name[0].family`). */
@@ -326,34 +536,4 @@ function diffValue(path: string, before: unknown, after: unknown, out: FieldChan
     if (after !== undefined) change.after = after;
     out.push(change);
   }
-}
-
-const OPERATION_NAMES: Record<HistoryOperation, string> = { I: 'insert', U: 'update', D: 'delete' };
-
-function iso(d: Date | null): string {
-  return d ? d.toISOString().replace(/\.\d+Z$/, 'Z') : '';
-}
-
-/** The command as typed: the ledger's arguments may or may not start with the command's name. */
-function commandLine(command: string, args: string[]): string {
-  return (args[0] === command ? args : [command, ...args]).join(' ');
-}
-
-/** The changes of one row as text for people: one header per change, then its fields, + - ~. */
-export function formatChanges(changes: RowChange[], options: { color?: boolean } = {}): string {
-  const paint = (code: number, text: string) => (options.color ? `\u001b[${code}m${text}\u001b[0m` : text);
-  const show = (v: unknown) => JSON.stringify(v);
-  const lines: string[] = [];
-  for (const change of changes) {
-    const run = change.run_id === null
-      ? 'outside any carepipe run'
-      : `run ${change.run_id}${change.run_command ? ` ${commandLine(change.run_command, change.run_arguments ?? [])}` : ''}${change.run_user ? ` by ${change.run_user}` : ''}${change.run_started_at ? ` at ${iso(change.run_started_at)}` : ''}`;
-    lines.push(paint(1, `${iso(change.changed_at)}  ${OPERATION_NAMES[change.operation]}  ${run} (db user ${change.db_user})`));
-    for (const field of diffRow(change.before, change.after)) {
-      if (!('before' in field)) lines.push(paint(32, `  + ${field.path}: ${show(field.after)}`));
-      else if (!('after' in field)) lines.push(paint(31, `  - ${field.path}: ${show(field.before)}`));
-      else lines.push(paint(33, `  ~ ${field.path}: ${show(field.before)} → ${show(field.after)}`));
-    }
-  }
-  return lines.join('\n');
 }

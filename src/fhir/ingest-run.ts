@@ -11,7 +11,7 @@ import type { FileFingerprint, ReadFhirFilesOptions } from '../readers/fhir-file
 import { formatTable } from '../io/table.js';
 import type { Reporter } from '../pipeline/reporter.js';
 import { ensureFlatTable, refuseReservedTableName } from '../writers/flat-table.js';
-import { ensureHistory } from '../db/history.js';
+import { recordDerivedTable } from '../db/history.js';
 import { ensureCodingsExtras } from './codings.js';
 import type { FhirItem } from './input.js';
 import { DEFAULT_BATCH_SIZE, ingestFhir, type CheckpointHandler, type IngestResult, type TypeCounts } from './ingest.js';
@@ -92,8 +92,8 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
     let created = false;
     for (const table of tables) {
       created = (await ensureFlatTable(q, table, db.schemas.fhir)) === 'created' || created;
-      // a --view table created now gets row history like the shipped ones (a no-op once attached)
-      await ensureHistory(q, table.table);
+      // no triggers: its history derives from the resources' versions through these views
+      await recordDerivedTable(q as Knex, table.table, views.filter((v) => v.table.table === table.table).map((v) => v.definition));
     }
     // The codings table, when created here, gets its derived columns and the diseases view.
     if (created) await ensureCodingsExtras(q as Knex);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CarepipeError } from '../errors.js';
 import type { TableColumn, TableSpec } from '../writers/flat-table.js';
-import { loadViewFile, type CompiledView } from './view/index.js';
+import { readViewFile, type CompiledView } from './view/index.js';
 
 /**
  * `views/` at the package root: beside `src/` when run from TypeScript, two levels above `dist/src/`
@@ -23,6 +23,8 @@ export const SHIPPED_VIEWS_DIR = [
 export interface FlatView {
   file: string;
   view: CompiledView;
+  /** The ViewDefinition as parsed (recorded with a table, whose history it derives: src/fhir/derived-history.ts). */
+  definition?: unknown;
   table: TableSpec;
 }
 
@@ -33,8 +35,8 @@ export function loadShippedViews(files?: readonly string[]): FlatView[] {
 }
 
 export function flatView(file: string): FlatView {
-  const view = loadViewFile(file);
-  return { file, view, table: tableSpecOf(view) };
+  const { definition, view } = readViewFile(file);
+  return { file, view, definition, table: tableSpecOf(view) };
 }
 
 /**

@@ -11,11 +11,13 @@ export function registerHistory(program: Command, state: CliState): void {
       .argument('<key>', "the row's key, its key columns' values joined by '/', e.g. Patient/123"),
   ).action(async (given: string, key: string, flags: CommonFlags) => {
     await runCommand(state, flags, { name: 'history', argv: [], mode: 'read' }, async ({ db, settings, io }) => {
-      const { rowHistory, recordedKeyColumns, diffRow, formatChanges } = await import('../../db/history.js');
+      const { recordedKeyColumns, diffRow } = await import('../../db/history.js');
+      const { tableRowHistory } = await import('../../fhir/derived-history.js');
+      const { formatChanges } = await import('../history-format.js');
       const { plainTableName } = await import('../../db/schemas.js');
       // row history records tables by plain name: `fhir.patient` and `patient` are the same table
       const table = await plainTableName(db.knex, given, db.schemas);
-      const changes = await rowHistory(db.knex, table, key);
+      const changes = await tableRowHistory(db.knex, table, key);
       const human = changes.length === 0
         ? `no recorded changes for ${table} ${key}`
         : formatChanges(changes, { color: io.stdoutIsTTY && settings.color });
