@@ -12,7 +12,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { resolveSettings, type CommonFlags } from '../src/config.js';
 import { openDatabase, type Database } from '../src/db/connection.js';
 import { RunLedger } from '../src/db/ledger.js';
-import { FolderMigrationSource, migrateRollback, migrationConfig } from '../src/db/migrations.js';
+import { FolderMigrationSource, migrateLatest, migrateRollback, migrationConfig } from '../src/db/migrations.js';
 import { rowHistory } from '../src/db/history.js';
 import { SCHEMA_ROLES, schemaLayout, schemasToDrop, type SchemaLayout } from '../src/db/schemas.js';
 import { inRunTransaction } from '../src/db/transaction.js';
