@@ -6,7 +6,7 @@
 
 /** Why a record (or one of its fields) is refused. The code is the same in every language. */
 export type ReasonCode =
-  | 'FIELD_MISSING'
+  | 'MISSING_FIELD'
   | 'NHS_NUMBER_INVALID'
   | 'NHS_NUMBER_CHECK_DIGIT'
   | 'POSTCODE_INVALID'

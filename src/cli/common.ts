@@ -140,7 +140,7 @@ export async function runCommand(
       const code = isCarepipeError(err) ? err.exitCode : ExitCode.INTERNAL;
       // An error may carry a message fit for the ledger when its own could quote patient data.
       const ledgerMessage = isCarepipeError(err) && typeof err.context.ledgerMessage === 'string' ? err.context.ledgerMessage : (err as Error).message;
-      await ledger.finish('failed', code, ledgerMessage).catch(() => undefined);
+      await ledger.finish(code === ExitCode.INTERRUPTED ? 'interrupted' : 'failed', code, ledgerMessage).catch(() => undefined);
       throw err;
     }
     const rejected = ledger.counts.rejected;

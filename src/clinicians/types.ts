@@ -4,6 +4,7 @@
  * upserts the result; the backend knows nothing of the database.
  */
 import type { HttpPolicy } from '../http/policy.js';
+import type { RejectReason } from '../pipeline/reasons.js';
 
 /** A clinician in our own field names: one row of the `clinicians` table (less the bookkeeping). */
 export interface Clinician {
@@ -24,7 +25,7 @@ export interface Clinician {
 
 /** Why a record cannot be a clinician: it goes to `rejects`. */
 export interface ClinicianProblem {
-  reasonCode: string;
+  reasonCode: RejectReason;
   message: string;
   field?: string;
   /** The clinician key when the record still identifies someone (so they are not taken as gone). */

@@ -7,8 +7,10 @@ import os from 'node:os';
 import type { Knex } from 'knex';
 import { maskText } from '../http/mask.js';
 import { processAlive } from '../io/private-temp.js';
+import type { RejectReason } from '../pipeline/reasons.js';
 
-export type RunStatus = 'running' | 'succeeded' | 'partial' | 'failed' | 'abandoned';
+/** `interrupted`: stopped by a signal after committing what it had read (exit 130); run again to finish. */
+export type RunStatus = 'running' | 'succeeded' | 'partial' | 'failed' | 'interrupted' | 'abandoned';
 
 export interface RunCounts {
   read: number;
@@ -25,7 +27,8 @@ export interface RejectRecord {
   /** A key that identifies the record at its source (a resource id, a row number); no patient identifiers. */
   recordKey?: string;
   field?: string;
-  reasonCode: string;
+  /** From the one closed list (src/pipeline/reasons.ts). */
+  reasonCode: RejectReason;
   message: string;
   /** The record verbatim (string) or as parsed (object). */
   raw?: unknown;

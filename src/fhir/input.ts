@@ -4,6 +4,7 @@
  * nothing of Postgres; the ingest pipeline turns these into batches.
  */
 import type { FhirResource } from 'fhir/r4.js';
+import type { RejectReason } from '../pipeline/reasons.js';
 
 export interface Origin {
   /** File path or URL. */
@@ -23,7 +24,7 @@ export type FhirItem =
   /** A Bundle entry with request.method = DELETE, or a server saying a resource is gone. */
   | (Origin & { kind: 'delete'; resourceType: string; id: string })
   /** A record that could not be read as a resource: it goes to rejects with this reason. */
-  | (Origin & { kind: 'invalid'; reasonCode: string; message: string; field?: string; raw?: string })
+  | (Origin & { kind: 'invalid'; reasonCode: RejectReason; message: string; field?: string; raw?: string })
   /**
    * A point where the source can resume (the end of a search page, an export file). The pipeline
    * commits what came before it, and stores `state` in the same transaction.

@@ -15,7 +15,7 @@ type MessageKey =
   | 'REJECTED_LINE';
 
 export const appointmentMessages = defineCatalogue<MessageKey>({
-  FIELD_MISSING: {
+  MISSING_FIELD: {
     en: 'the field {field} is missing',
     fr: 'le champ {field} est absent',
   },

@@ -55,7 +55,7 @@ class FieldReader {
   required<T>(field: string, rule: (value: unknown) => RuleResult<T>): T | undefined {
     const value = this.record[field];
     if (value === undefined || value === null) {
-      this.issues.push({ field, code: 'FIELD_MISSING', params: { field } });
+      this.issues.push({ field, code: 'MISSING_FIELD', params: { field } });
       return undefined;
     }
     return this.apply(field, rule(value));
@@ -81,7 +81,7 @@ function asObject(value: unknown): Record<string, unknown> | undefined {
 
 /** Free text kept exactly as the source wrote it (department `gastroentology` stays so). */
 function text(value: unknown): RuleResult<string> {
-  return typeof value === 'string' ? { ok: true, value: value.normalize('NFC') } : { ok: false, code: 'FIELD_MISSING' };
+  return typeof value === 'string' ? { ok: true, value: value.normalize('NFC') } : { ok: false, code: 'MISSING_FIELD' };
 }
 
 export function mapPatient(record: unknown, now: Date): Mapped<PatientRow> {

@@ -142,7 +142,7 @@ export const fhirPractitioner: ClinicianBackend<PractitionerWithRoles> = {
 
   mapToClinician({ practitioner, roles }): MappedClinician {
     const key = text(practitioner.id);
-    if (!key) return { problem: { reasonCode: 'ID_MISSING', field: 'Practitioner.id', message: 'a Practitioner without an id cannot be keyed' } };
+    if (!key) return { problem: { reasonCode: 'MISSING_ID', field: 'Practitioner.id', message: 'a Practitioner without an id cannot be keyed' } };
     const name = pickName(practitioner.name);
     const givenName = text(name?.given?.join(' '));
     const familyName = text(name?.family);
