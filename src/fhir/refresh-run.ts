@@ -6,7 +6,7 @@
 import type { Knex } from 'knex';
 import type { Database } from '../db/connection.js';
 import type { RunLedger } from '../db/ledger.js';
-import { CarepipeError, formatLocation } from '../errors.js';
+import { CarepipeError } from '../errors.js';
 import { formatTable } from '../io/table.js';
 import type { Reporter } from '../pipeline/reporter.js';
 import { existingColumns, sameColumns } from '../writers/flat-table.js';
@@ -62,48 +62,15 @@ export interface RefreshOutcome {
 }
 
 export async function runViewsRefresh(options: ViewsRefreshOptions, deps: RefreshDeps): Promise<RefreshOutcome> {
-  const { db, ledger, reporter } = deps;
-  const dryRun = options.dryRun ? await db.knex.transaction() : undefined;
-  let result: RefreshResult;
-  try {
-    const targets = await selectTargets(dryRun ?? db.knex, options);
-    await reporter.start(`views refresh: ${targets.length} table${targets.length === 1 ? '' : 's'}`);
-    result = await rebuild(targets, deps, { batchSize: options.batchSize, dryRunTransaction: dryRun });
-  } finally {
-    await dryRun?.rollback().catch(() => undefined);
-  }
-  return outcome(result, ledger, options.dryRun);
+  const targets = await selectTargets(deps.db.knex, options);
+  await deps.reporter.start(`views refresh: ${targets.length} table${targets.length === 1 ? '' : 's'}`);
+  const result = await rebuild(targets, deps, { batchSize: options.batchSize, dryRun: options.dryRun });
+  return outcome(result, deps.ledger, options.dryRun);
 }
 
-async function rebuild(
-  targets: RefreshTarget[],
-  deps: RefreshDeps,
-  options: { batchSize?: number; dryRunTransaction?: Knex.Transaction },
-): Promise<RefreshResult> {
-  const { db, ledger, reporter } = deps;
-  let shown = 0;
-  return refreshTables(targets, {
-    knex: db.knex,
-    kind: db.kind,
-    schema: db.schemas.fhir,
-    ledger,
-    signal: deps.signal,
-    batchSize: options.batchSize,
-    dryRunTransaction: options.dryRunTransaction,
-    onProgress: (p) => {
-      const rate = p.elapsedMs > 0 ? Math.round((p.resources * 1000) / p.elapsedMs) : 0;
-      reporter.progress(`views refresh: ${p.resources} resources, ${p.rows} rows, ${rate}/s${p.rejected ? `, ${p.rejected} rejected` : ''}`, {
-        resources: p.resources,
-        rows: p.rows,
-        per_second: rate,
-        rejected: p.rejected,
-      });
-    },
-    onReject: (r) => {
-      if (shown++ < 20) reporter.warn('rejected', { message: `${formatLocation({ file: r.source, field: r.field })}: ${r.recordKey}: ${r.reasonCode}: ${r.message}` });
-      else if (shown === 21) reporter.warn('rejected', { message: 'more rejects: see the rejects table' });
-    },
-  });
+function rebuild(targets: RefreshTarget[], deps: RefreshDeps, options: { batchSize?: number; dryRun: boolean }): Promise<RefreshResult> {
+  const { db, ledger, reporter, signal } = deps;
+  return refreshTables(targets, { knex: db.knex, kind: db.kind, schema: db.schemas.fhir, ledger, signal, reporter, ...options });
 }
 
 function outcome(result: RefreshResult, ledger: RunLedger, dryRun: boolean): RefreshOutcome {
@@ -171,7 +138,7 @@ export async function refreshChangedShippedViews(
   const sync: ShippedViewsSync = { refreshed: [], recorded: toRecord.map((r) => r.table), resources: 0, rejected: 0 };
   ledger.details.recorded = sync.recorded;
   if (stale.length === 0) return sync;
-  const result = await rebuild(stale, { ...deps, ledger }, {});
+  const result = await rebuild(stale, { ...deps, ledger }, { dryRun: false });
   sync.refreshed = result.tables.map((t) => t.table);
   sync.resources = result.resources;
   sync.rejected = result.rejected;

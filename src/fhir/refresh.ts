@@ -8,28 +8,33 @@
  * that depended on the old table (diseases over codings) and keeping its grants. Readers see the old
  * table until that commit. One pass over fhir_resources fills every table asked for.
  *
- * The stages are separate functions (readResources, mapBatch, writeBatch) so the pipeline engine can
- * drive them; the build and the swap around them are this module's own.
+ * The fill runs on the pipeline engine (src/pipeline/run.ts: batches, the dry run as one rolled-back
+ * transaction, interruption, rejects, ledger counts, progress): read = resources from fhir_resources,
+ * map = the views, write = into the side tables. The swap comes after the run completes; a dry run
+ * builds and counts, and its rollback takes the side tables.
  */
 import type { Knex } from 'knex';
 import { parse as parseLossless } from 'lossless-json';
 import type { FhirResource } from 'fhir/r4.js';
 import { quoteIdent } from '../db/catalog.js';
 import type { DatabaseKind } from '../db/connection.js';
-import type { RejectRecord, RunLedger } from '../db/ledger.js';
+import type { RunLedger } from '../db/ledger.js';
 import { inRunTransaction } from '../db/transaction.js';
-import { CarepipeError } from '../errors.js';
 import { isMappingIssue, mapRows } from '../mappers/fhir-views.js';
 import { mayLoseDigits } from '../readers/fhir-files.js';
 import {
   BOOKKEEPING,
   createFlatTable,
+  existingColumns,
   primaryKeyName,
   referenceIndexName,
   refuseReservedTableName,
+  sameColumns,
   type TableSpec,
 } from '../writers/flat-table.js';
 import { writeRows, type Row } from '../writers/json-rows.js';
+import { run, type MapResult, type Pipeline } from '../pipeline/run.js';
+import type { Reporter } from '../pipeline/reporter.js';
 import { ensureCodingsExtras } from './codings.js';
 import { recordsOf, recordViews } from './flat-views.js';
 import type { FlatView } from './views.js';
@@ -40,26 +45,17 @@ export interface RefreshTarget {
   views: FlatView[];
 }
 
-export interface RefreshProgress {
-  resources: number;
-  rows: number;
-  rejected: number;
-  elapsedMs: number;
-}
-
 export interface RefreshOptions {
   knex: Knex;
   kind: DatabaseKind;
   /** The FHIR schema: where a table that does not exist yet is created. */
   schema: string;
   ledger: RunLedger;
-  signal?: AbortSignal;
+  signal: AbortSignal;
+  dryRun: boolean;
+  reporter?: Reporter;
   /** Resources per batch (default 2,000; a batch also ends at BATCH_JSON_LIMIT characters). */
   batchSize?: number;
-  /** --dry-run: everything happens in this transaction, which the caller rolls back. */
-  dryRunTransaction?: Knex.Transaction;
-  onProgress?: (progress: RefreshProgress) => void;
-  onReject?: (reject: RejectRecord) => void;
 }
 
 export interface TableOutcome {
@@ -80,6 +76,7 @@ export interface RefreshResult {
 export const DEFAULT_REFRESH_BATCH = 2000;
 /** Characters of resource JSON after which a batch ends whatever its count: memory stays bounded. */
 const BATCH_JSON_LIMIT = 16 * 1024 * 1024;
+const SOURCE = 'fhir_resources';
 
 /** A stored resource as read back: its key and its JSON text. */
 export interface StoredResource {
@@ -89,90 +86,61 @@ export interface StoredResource {
 }
 
 /**
- * The current, not deleted, resources of `types` in batches, by keyset pagination on the primary key
- * (resource_type, id): each batch is one indexed range query, so no cursor stays open between batches
- * and the embedded database's single connection is free for the writes in between.
+ * The current, not deleted, resources of `types`, read in pages of `pageSize` by keyset pagination on
+ * the primary key (resource_type, id): each page is one indexed range query, so no cursor stays open
+ * between pages and the embedded database's single connection is free for the writes in between.
  */
-export async function* readResources(q: Knex | Knex.Transaction, types: readonly string[], batchSize: number): AsyncGenerator<StoredResource[]> {
+export async function* readResources(q: Knex | Knex.Transaction, types: readonly string[], pageSize: number): AsyncGenerator<StoredResource> {
   for (const type of types) {
     let after = '';
     for (;;) {
       const result = await q.raw<{ rows: { id: string; json: string }[] }>(
         `select id, resource::text as json from fhir_resources
           where resource_type = ? and id > ? and not deleted order by id limit ?`,
-        [type, after, batchSize],
+        [type, after, pageSize],
       );
       const rows = result.rows;
-      if (rows.length === 0) break;
-      // split further when the resources are large
-      let batch: StoredResource[] = [];
-      let chars = 0;
-      for (const r of rows) {
-        batch.push({ type, id: r.id, json: r.json });
-        chars += r.json.length;
-        if (chars >= BATCH_JSON_LIMIT) {
-          yield batch;
-          batch = [];
-          chars = 0;
-        }
-      }
-      if (batch.length > 0) yield batch;
+      for (const r of rows) yield { type, id: r.id, json: r.json };
+      if (rows.length < pageSize) break;
       after = rows[rows.length - 1]!.id;
-      if (rows.length < batchSize) break;
     }
   }
 }
 
-/** A mapped batch: rows per table, and the resources no view could map. */
-export interface MappedBatch {
-  resources: number;
-  rows: Map<string, Row[]>;
-  rejects: RejectRecord[];
+/**
+ * One stored resource through the views of its type: its rows per table (mapRows, as ingest-fhir
+ * maps), or the reason a view cannot map it. Parsed as the file reader parses: losslessly only where a
+ * number would lose digits.
+ */
+export function mapStored(stored: StoredResource, viewsByType: ReadonlyMap<string, readonly FlatView[]>): MapResult<Map<string, Row[]>> {
+  const resource = (mayLoseDigits(stored.json) ? parseLossless(stored.json) : JSON.parse(stored.json)) as FhirResource & { id: string };
+  const key = `${stored.type}/${stored.id}`;
+  const mapped = mapRows(resource, viewsByType.get(stored.type) ?? []);
+  if (isMappingIssue(mapped)) return { ok: false, reason: mapped.reasonCode, message: mapped.message, field: mapped.field, key, group: stored.type };
+  return { ok: true, value: mapped.rows, key, group: stored.type, weight: stored.json.length };
 }
 
-/** Parses and maps a batch through the views of each resource's type (mapRows, as ingest-fhir maps). */
-export function mapBatch(batch: readonly StoredResource[], viewsByType: ReadonlyMap<string, readonly FlatView[]>): MappedBatch {
-  const rows = new Map<string, Row[]>();
-  const rejects: RejectRecord[] = [];
-  for (const stored of batch) {
-    // as the file reader parses: losslessly only where a number would lose digits
-    const resource = (mayLoseDigits(stored.json) ? parseLossless(stored.json) : JSON.parse(stored.json)) as FhirResource & { id: string };
-    const mapped = mapRows(resource, viewsByType.get(stored.type) ?? []);
-    if (isMappingIssue(mapped)) {
-      rejects.push({
-        source: 'fhir_resources',
-        recordKey: `${stored.type}/${stored.id}`,
-        field: mapped.field,
-        reasonCode: mapped.reasonCode,
-        message: mapped.message,
-      });
-      continue;
-    }
-    for (const [table, tableRows] of mapped.rows) {
-      if (tableRows.length === 0) continue;
-      const list = rows.get(table);
-      if (list) for (const r of tableRows) list.push(r);
-      else rows.set(table, tableRows);
-    }
-  }
-  return { resources: batch.length, rows, rejects };
-}
-
-/** Writes a mapped batch into the side tables (`sides`: table → side table name) and keeps its rejects, in one transaction. */
-export async function writeBatch(
+/** Writes a batch's rows into the side tables (`targets`: table → its spec and side table); returns rows per table. */
+export async function writeSides(
   trx: Knex.Transaction,
   kind: DatabaseKind,
   targets: ReadonlyMap<string, { spec: TableSpec; side: string }>,
-  batch: MappedBatch,
-  ledger: RunLedger,
+  items: readonly { value: Map<string, Row[]> }[],
 ): Promise<Map<string, number>> {
+  const byTable = new Map<string, Row[]>();
+  for (const item of items) {
+    for (const [table, rows] of item.value) {
+      const list = byTable.get(table);
+      if (list) for (const r of rows) list.push(r);
+      else byTable.set(table, [...rows]);
+    }
+  }
   const written = new Map<string, number>();
-  for (const [table, rows] of batch.rows) {
+  for (const [table, rows] of byTable) {
     const target = targets.get(table);
-    if (!target) continue;
+    if (!target || rows.length === 0) continue;
     written.set(table, await writeRows(trx, kind, target.side, [...target.spec.columns, ...BOOKKEEPING], rows));
   }
-  if (batch.rejects.length > 0) await ledger.rejectMany(batch.rejects, trx);
   return written;
 }
 
@@ -185,68 +153,96 @@ export function sideTableName(table: string): string {
  * Rebuilds every target table from fhir_resources in one pass, then swaps each in. An interruption
  * drops the side tables and leaves every table as it was (INTERRUPTED, exit 130).
  */
-export async function refreshTables(targets: readonly RefreshTarget[], options: RefreshOptions): Promise<RefreshResult> {
-  const q = options.dryRunTransaction ?? options.knex;
+export async function refreshTables(allTargets: readonly RefreshTarget[], options: RefreshOptions): Promise<RefreshResult> {
   const batchSize = Math.max(1, options.batchSize ?? DEFAULT_REFRESH_BATCH);
-  const started = Date.now();
-  for (const t of targets) await refuseReservedTableName(q, t.table.table);
-
+  for (const t of allTargets) await refuseReservedTableName(options.knex, t.table.table);
+  // A table already empty, of the right columns, whose views have no resource to map, would be rebuilt
+  // as it is: only its record is written (creating and swapping it costs more than the rest on PGlite).
+  const empty: RefreshTarget[] = [];
+  const targets: RefreshTarget[] = [];
+  for (const t of allTargets) (await alreadyEmpty(options.knex, t) ? empty : targets).push(t);
   const sides = new Map<string, { spec: TableSpec; side: string; schema: string; existed: boolean }>();
   const viewsByType = new Map<string, FlatView[]>();
   for (const t of targets) {
     for (const v of t.views) viewsByType.set(v.view.resource, [...(viewsByType.get(v.view.resource) ?? []), v]);
   }
-  const result: RefreshResult = { resources: 0, rejected: 0, tables: [] };
   const rowsOf = new Map<string, number>(targets.map((t) => [t.table.table, 0]));
-  try {
-    for (const t of targets) {
-      const existing = await schemaOf(q, t.table.table);
-      const side = { spec: t.table, side: sideTableName(t.table.table), schema: existing ?? options.schema, existed: existing !== undefined };
-      sides.set(t.table.table, side);
-      // a side table left by a run that crashed
-      await q.raw(`drop table if exists ${qualified(side.schema, side.side)}`);
-      await createFlatTable(q, t.table, side.schema, side.side);
-      if (side.existed) await copyGeneratedColumns(q, side.schema, t.table.table, side.side);
-    }
+  const totalRows = () => [...rowsOf.values()].reduce((a, b) => a + b, 0);
 
-    const transact = <T>(work: (trx: Knex.Transaction) => Promise<T>): Promise<T> =>
-      options.dryRunTransaction
-        ? options.dryRunTransaction.transaction(work)
-        : inRunTransaction(options.knex, options.ledger, work);
-    for await (const batch of readResources(q, [...viewsByType.keys()], batchSize)) {
-      const mapped = mapBatch(batch, viewsByType);
-      const written = await transact((trx) => writeBatch(trx, options.kind, sides, mapped, options.ledger));
-      result.resources += mapped.resources;
-      result.rejected += mapped.rejects.length;
-      for (const [table, n] of written) rowsOf.set(table, rowsOf.get(table)! + n);
-      for (const r of mapped.rejects) options.onReject?.(r);
-      options.onProgress?.({
-        resources: result.resources,
-        rows: [...rowsOf.values()].reduce((a, b) => a + b, 0),
-        rejected: result.rejected,
-        elapsedMs: Date.now() - started,
-      });
-      if (options.signal?.aborted) {
-        throw new CarepipeError('INTERRUPTED', `interrupted after ${result.resources} resources; every table is as it was, run the same command again`);
+  const pipeline: Pipeline<StoredResource, Map<string, Row[]>> = {
+    name: 'views refresh',
+    batchSize,
+    batchWeight: BATCH_JSON_LIMIT,
+    async prepare(ctx) {
+      for (const t of targets) {
+        const existing = await schemaOf(ctx.q, t.table.table);
+        const side = { spec: t.table, side: sideTableName(t.table.table), schema: existing ?? options.schema, existed: existing !== undefined };
+        sides.set(t.table.table, side);
+        // a side table left by a run that crashed
+        await ctx.q.raw(`drop table if exists ${qualified(side.schema, side.side)}`);
+        await createFlatTable(ctx.q, t.table, side.schema, side.side);
+        if (side.existed) await copyGeneratedColumns(ctx.q, side.schema, t.table.table, side.side);
       }
-    }
+    },
+    read(ctx) {
+      return (async function* () {
+        for await (const record of readResources(ctx.q, [...viewsByType.keys()], batchSize)) yield { kind: 'record' as const, record, at: { source: SOURCE } };
+      })();
+    },
+    map: (stored) => mapStored(stored, viewsByType),
+    async write(trx, batch) {
+      const written = await writeSides(trx, options.kind, sides, batch.items);
+      return {
+        outcomes: batch.items.map(() => 'written' as const),
+        committed: () => {
+          for (const [table, n] of written) rowsOf.set(table, rowsOf.get(table)! + n);
+        },
+      };
+    },
+    describe(summary) {
+      const rate = summary.elapsedMs > 0 ? Math.round((summary.read * 1000) / summary.elapsedMs) : 0;
+      return {
+        text: `views refresh: ${summary.read} resources, ${totalRows()} rows, ${rate}/s${summary.rejected ? `, ${summary.rejected} rejected` : ''}`,
+        fields: { resources: summary.read, rows: totalRows(), per_second: rate, rejected: summary.rejected },
+      };
+    },
+  };
 
+  const result: RefreshResult = { resources: 0, rejected: 0, tables: [] };
+  try {
+    const summary = await run(pipeline, {
+      knex: options.knex,
+      ledger: options.ledger,
+      signal: options.signal,
+      dryRun: options.dryRun,
+      reporter: options.reporter,
+      groupsDetail: 'types',
+    });
+    result.resources = summary.read;
+    result.rejected = summary.rejected;
     for (const t of targets) {
       const side = sides.get(t.table.table)!;
-      const extra = side.existed ? await extraIndexes(q, side.schema, t.table) : [];
-      // other indexes of the old table (codings' lookup index), built on the full side table: faster than row by row
-      for (const index of extra) await q.raw(escapeBindings(index.sideSql));
-      await swapIn(options, t, side, extra);
-      sides.delete(t.table.table);
+      if (!options.dryRun) {
+        const extra = side.existed ? await extraIndexes(options.knex, side.schema, t.table) : [];
+        // other indexes of the old table (codings' lookup index), built on the full side table: faster than row by row
+        for (const index of extra) await options.knex.raw(escapeBindings(index.sideSql));
+        await swapIn(options, t, side, extra);
+        sides.delete(t.table.table);
+      }
       result.tables.push({ table: t.table.table, views: t.views.map((v) => v.viewName), rows: rowsOf.get(t.table.table)!, created: !side.existed });
     }
+    for (const t of empty) {
+      if (!options.dryRun) await inRunTransaction(options.knex, options.ledger, (trx) => recordViews(trx, t.table.table, recordsOf(t.views), options.ledger.id));
+      result.tables.push({ table: t.table.table, views: t.views.map((v) => v.viewName), rows: 0, created: false });
+    }
+    result.tables.sort((a, b) => (a.table < b.table ? -1 : a.table > b.table ? 1 : 0));
   } finally {
-    // what is not swapped in goes (a dry run's rollback takes it anyway)
-    if (!options.dryRunTransaction) {
-      for (const side of sides.values()) await q.raw(`drop table if exists ${qualified(side.schema, side.side)}`).catch(() => undefined);
+    // what is not swapped in goes (a dry run's rollback took it already)
+    if (!options.dryRun) {
+      for (const side of sides.values()) await options.knex.raw(`drop table if exists ${qualified(side.schema, side.side)}`).catch(() => undefined);
     }
   }
-  options.ledger.add({ read: result.resources, written: [...rowsOf.values()].reduce((a, b) => a + b, 0) });
+  options.ledger.details.rows = totalRows();
   return result;
 }
 
@@ -282,10 +278,20 @@ async function swapIn(
     }
     // the codings table's derived column and the diseases view, when the table is new
     if (table === 'codings') await ensureCodingsExtras(trx as unknown as Knex);
-    await recordViews(trx, table, recordsOf(target.views), options.dryRunTransaction ? null : options.ledger.id);
+    await recordViews(trx, table, recordsOf(target.views), options.ledger.id);
   };
-  if (options.dryRunTransaction) await options.dryRunTransaction.transaction(swap);
-  else await inRunTransaction(options.knex, options.ledger, swap);
+  await inRunTransaction(options.knex, options.ledger, swap);
+}
+
+/** The table exists with the spec's columns and no row, and no current resource of its views' types is stored. */
+async function alreadyEmpty(knex: Knex, target: RefreshTarget): Promise<boolean> {
+  if (!sameColumns(await existingColumns(knex, target.table.table), target.table)) return false;
+  const types = [...new Set(target.views.map((v) => v.view.resource))];
+  const result = await knex.raw<{ rows: { filled: boolean }[] }>(
+    `select exists (select 1 from ${quoteIdent(target.table.table)}) or exists (select 1 from fhir_resources where resource_type = any(?::text[]) and not deleted) as filled`,
+    [types],
+  );
+  return !result.rows[0]!.filled;
 }
 
 function qualified(schema: string, name: string): string {
