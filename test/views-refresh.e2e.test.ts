@@ -13,6 +13,10 @@ import { migrationConfig } from '../src/db/migrations.js';
 import { runMain } from './helpers/cli.js';
 import { BACKENDS, useTestDatabase } from './helpers/db.js';
 import { writeSampleData } from './helpers/fhir-data.js';
+import { RunLedger } from '../src/db/ledger.js';
+import { refreshTables } from '../src/fhir/refresh.js';
+import { loadShippedViews, viewsByTable } from '../src/fhir/views.js';
+import type { Reporter } from '../src/pipeline/reporter.js';
 
 vi.setConfig({ testTimeout: 300_000 });
 
@@ -87,7 +91,7 @@ describe.each(BACKENDS)('views refresh on %s', (backend) => {
       { view_name: 'condition', shipped: true, run_id: summary.run_id },
     ]);
     // no side table is left behind
-    const sides = await db.knex.raw(`select relname from pg_class where relname like '%\\_\\_refresh%'`);
+    const sides = await db.knex.raw(`select relname from pg_class where relnamespace::regnamespace::text = any(current_schemas(false)) and relname like '%\\_\\_refresh%'`);
     expect(sides.rows).toEqual([]);
     await db.close();
   });
@@ -166,6 +170,46 @@ describe.each(BACKENDS)('views refresh on %s', (backend) => {
     // once current, migrate has nothing to do
     const again = await runMain(['migrate', '--json', ...ctx.test.args]);
     expect(JSON.parse(again.stdout).views).toEqual({ refreshed: [], recorded: [], resources: 0, rejected: 0 });
+  });
+
+  it('stops after the batch being written when interrupted: the side table goes, the old table stays as it was', async () => {
+    const { knex } = ctx.db;
+    for (let i = 0; i < 10; i++) {
+      const resource = { resourceType: 'Patient', id: `p${i}`, gender: 'female' };
+      await knex('fhir_resources').insert({ resource_type: 'Patient', id: `p${i}`, resource: JSON.stringify(resource), content_hash: `h${i}`, source: 'test' });
+    }
+    await knex('patient').insert({ id: 'old', gender: 'male', _resource_type: 'Patient', _resource_id: 'old', _row_index: 0 });
+    const controller = new AbortController();
+    let batches = 0;
+    // a reporter that stops the run when the first batch is told: deterministic, no timing
+    const reporter = {
+      interactive: false,
+      progress: () => {
+        batches++;
+        controller.abort();
+      },
+      start: async () => undefined,
+      info: () => undefined,
+      warn: () => undefined,
+      error: () => undefined,
+      stop: () => undefined,
+      result: () => undefined,
+      write: () => undefined,
+    } as Reporter;
+    const ledger = await RunLedger.start(knex, { command: 'views refresh', args: [], user: 'test' });
+    const targets = viewsByTable(loadShippedViews(['patient.json']));
+    await expect(
+      refreshTables(targets, { knex, kind: ctx.db.kind, schema: ctx.db.schemas.fhir, ledger, signal: controller.signal, dryRun: false, reporter, batchSize: 2 }),
+    ).rejects.toMatchObject({ code: 'INTERRUPTED' });
+    expect(batches).toBeGreaterThanOrEqual(1);
+    expect(batches).toBeLessThan(5);
+    expect(await knex('patient').pluck('id')).toEqual(['old']);
+    expect((await knex.raw(`select relname from pg_class where relnamespace::regnamespace::text = any(current_schemas(false)) and relname like 'patient\\_\\_refresh%'`)).rows).toEqual([]);
+
+    // run again, to the end
+    const done = await refreshTables(targets, { knex, kind: ctx.db.kind, schema: ctx.db.schemas.fhir, ledger, signal: new AbortController().signal, dryRun: false, batchSize: 2 });
+    expect(done).toMatchObject({ resources: 10, rejected: 0, tables: [{ table: 'patient', rows: 10, created: false }] });
+    expect(await knex('patient').orderBy('id').pluck('id')).toEqual(['p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7', 'p8', 'p9']);
   });
 
   if (backend === 'postgres') {

@@ -73,8 +73,9 @@ export function userViewsOf(records: readonly ViewRecord[]): FlatView[] {
 
 /** Replaces the record of `table` with `records` (in the caller's transaction, with the table's rows). */
 export async function recordViews(knex: Knex | Knex.Transaction, table: string, records: readonly ViewRecord[], runId: number | null): Promise<void> {
-  await knex(TABLE).where({ table_name: table }).delete();
+  await knex(TABLE).where({ table_name: table }).whereNotIn('view_name', records.map((r) => r.viewName)).delete();
   if (records.length === 0) return;
+  // an upsert: ingest-fhir workers starting together may record the same new table at once
   await knex(TABLE).insert(
     records.map((r) => ({
       table_name: table,
@@ -85,7 +86,7 @@ export async function recordViews(knex: Knex | Knex.Transaction, table: string, 
       refreshed_at: knex.fn.now(),
       run_id: runId,
     })),
-  );
+  ).onConflict(['table_name', 'view_name']).merge();
 }
 
 /**

@@ -24,6 +24,7 @@ import { isMappingIssue, mapRows } from '../mappers/fhir-views.js';
 import { mayLoseDigits } from '../readers/fhir-files.js';
 import {
   BOOKKEEPING,
+  addFlatTableKeys,
   createFlatTable,
   existingColumns,
   primaryKeyName,
@@ -180,7 +181,8 @@ export async function refreshTables(allTargets: readonly RefreshTarget[], option
         sides.set(t.table.table, side);
         // a side table left by a run that crashed
         await ctx.q.raw(`drop table if exists ${qualified(side.schema, side.side)}`);
-        await createFlatTable(ctx.q, t.table, side.schema, side.side);
+        // without its key and indexes: they are built once the table is full
+        await createFlatTable(ctx.q, t.table, side.schema, side.side, { keys: false });
         if (side.existed) await copyGeneratedColumns(ctx.q, side.schema, t.table.table, side.side);
       }
     },
@@ -190,6 +192,10 @@ export async function refreshTables(allTargets: readonly RefreshTarget[], option
       })();
     },
     map: (stored) => mapStored(stored, viewsByType),
+    // the side table is invisible until the swap, which commits durably: a batch need not wait for its WAL flush
+    begin: async (trx) => {
+      await trx.raw('set local synchronous_commit = off');
+    },
     async write(trx, batch) {
       const written = await writeSides(trx, options.kind, sides, batch.items);
       return {
@@ -223,6 +229,7 @@ export async function refreshTables(allTargets: readonly RefreshTarget[], option
     for (const t of targets) {
       const side = sides.get(t.table.table)!;
       if (!options.dryRun) {
+        await addFlatTableKeys(options.knex, t.table, side.schema, side.side);
         const extra = side.existed ? await extraIndexes(options.knex, side.schema, t.table) : [];
         // other indexes of the old table (codings' lookup index), built on the full side table: faster than row by row
         for (const index of extra) await options.knex.raw(escapeBindings(index.sideSql));

@@ -129,17 +129,35 @@ export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: Table
  * the bookkeeping columns, the primary key and the reference indexes, named after `as`. `views
  * refresh` builds a table anew under another name and renames it and its key and indexes afterwards.
  */
-export async function createFlatTable(knex: Knex | Knex.Transaction, spec: TableSpec, schema?: string, as = spec.table): Promise<void> {
+export async function createFlatTable(
+  knex: Knex | Knex.Transaction,
+  spec: TableSpec,
+  schema?: string,
+  as = spec.table,
+  options: { keys?: boolean } = {},
+): Promise<void> {
   const builder = schema ? knex.schema.withSchema(schema) : knex.schema;
   await builder.createTable(as, (t) => {
     for (const column of spec.columns) t.specificType(column.name, column.sqlType);
     t.text(RECORD_TYPE_COLUMN).notNullable();
     t.text(RECORD_ID_COLUMN).notNullable();
     t.integer(ROW_INDEX_COLUMN).notNullable();
-    // The key leads with the record, so it also serves the delete of a record's rows.
-    t.primary([RECORD_TYPE_COLUMN, RECORD_ID_COLUMN, ROW_INDEX_COLUMN], { constraintName: primaryKeyName(as) });
-    for (const column of spec.indexed ?? []) t.index([column], referenceIndexName(as, column));
+    if (options.keys !== false) keysOf(t, spec, as);
   });
+}
+
+/**
+ * The primary key and reference indexes of a table created with `keys: false`: built once over the
+ * filled table, which is faster than keeping them up to date row by row (`views refresh`).
+ */
+export async function addFlatTableKeys(knex: Knex | Knex.Transaction, spec: TableSpec, schema: string, as = spec.table): Promise<void> {
+  await knex.schema.withSchema(schema).alterTable(as, (t) => keysOf(t, spec, as));
+}
+
+function keysOf(t: Knex.CreateTableBuilder | Knex.AlterTableBuilder, spec: TableSpec, as: string): void {
+  // The key leads with the record, so it also serves the delete of a record's rows.
+  t.primary([RECORD_TYPE_COLUMN, RECORD_ID_COLUMN, ROW_INDEX_COLUMN], { constraintName: primaryKeyName(as) });
+  for (const column of spec.indexed ?? []) t.index([column], referenceIndexName(as, column));
 }
 
 /** Whether the columns of `existing` (as existingColumns gives them) are exactly those `spec` makes. */
