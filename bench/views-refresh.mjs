@@ -66,13 +66,22 @@ try {
     let passes = 0;
     let rowsOut = 0;
     const started = process.hrtime.bigint();
+    const cpuStart = process.cpuUsage();
     let seconds = 0;
     do {
       rowsOut = fn();
       passes++;
       seconds = Number(process.hrtime.bigint() - started) / 1e9;
     } while (seconds < minSeconds);
-    return { passes, rows: rowsOut, seconds: +seconds.toFixed(2), resources_per_s: Math.round((rows.length * passes) / seconds) };
+    const cpu = process.cpuUsage(cpuStart);
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+    return {
+      passes,
+      rows: rowsOut,
+      seconds: +seconds.toFixed(2),
+      resources_per_s: Math.round((rows.length * passes) / seconds),
+      resources_per_cpu_s: Math.round((rows.length * passes) / cpuSeconds),
+    };
   };
   out.resources = rows.length;
   out.engine = timed(() => {
@@ -101,6 +110,9 @@ try {
     seconds: +refresh.seconds.toFixed(2),
     resources_per_s: Math.round(s.counts.read / refresh.seconds),
     peak_rss_mb: refresh.peak_rss_mb,
+    // carepipe's own CPU (Node: reading, parsing, mapping, encoding), the steadier figure under load
+    cpu_seconds: +refresh.cpu_seconds.toFixed(2),
+    resources_per_cpu_s: Math.round(s.counts.read / refresh.cpu_seconds),
   };
   // the run itself, as the ledger times it: from its start (database open, lock taken) to its end
   const ledger = await client.query(`select extract(epoch from finished_at - started_at)::float as seconds from ${schema}_carepipe.runs where id = $1`, [s.run_id]);
@@ -110,6 +122,8 @@ try {
   out.run_ratio_to_engine = +(out.refresh.run_resources_per_s / out.engine.resources_per_s).toFixed(3);
   out.run_ratio_to_parse_and_engine = +(out.refresh.run_resources_per_s / out.parse_and_engine.resources_per_s).toFixed(3);
   out.ratio_to_parse_and_engine = +(out.refresh.resources_per_s / out.parse_and_engine.resources_per_s).toFixed(3);
+  out.cpu_ratio_to_engine = +(out.refresh.resources_per_cpu_s / out.engine.resources_per_cpu_s).toFixed(3);
+  out.cpu_ratio_to_parse_and_engine = +(out.refresh.resources_per_cpu_s / out.parse_and_engine.resources_per_cpu_s).toFixed(3);
   out.ratio_to_ingest = +(out.refresh.resources_per_s / out.ingest.resources_per_s).toFixed(2);
   out.load = os.loadavg().map((l) => +l.toFixed(1));
 
@@ -118,6 +132,8 @@ try {
   console.log(`parse + view engine (stored JSON text, no database) ${out.parse_and_engine.resources_per_s.toLocaleString('en')} resources/s`);
   console.log(`views refresh (every table, whole command)          ${out.refresh.resources_per_s.toLocaleString('en')} resources/s, peak RSS ${out.refresh.peak_rss_mb} MB`);
   console.log(`views refresh (the run in the ledger)               ${out.refresh.run_resources_per_s.toLocaleString('en')} resources/s`);
+  console.log(`views refresh per carepipe CPU-second              ${out.refresh.resources_per_cpu_s.toLocaleString('en')} resources/s`);
+  console.log(`per CPU-second: engine ${out.engine.resources_per_cpu_s.toLocaleString('en')}, parse + engine ${out.parse_and_engine.resources_per_cpu_s.toLocaleString('en')}; refresh / engine ${out.cpu_ratio_to_engine}, refresh / (parse + engine) ${out.cpu_ratio_to_parse_and_engine}`);
   console.log(`ratio refresh / engine ${out.ratio_to_engine} (run: ${out.run_ratio_to_engine}), refresh / (parse + engine) ${out.ratio_to_parse_and_engine} (run: ${out.run_ratio_to_parse_and_engine}); ingest-fhir of the same files ${out.ingest.resources_per_s.toLocaleString('en')} resources/s`);
 } finally {
   for (const s of schemasToDrop(schema)) await client.query(`drop schema if exists ${s} cascade`).catch(() => undefined);
