@@ -19,5 +19,6 @@ const code = await main([...process.argv.slice(2), '--json', '--quiet'], {
 });
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 await new Promise((r) => setImmediate(r));
-process.stdout.write(`${JSON.stringify({ code, seconds, cpu_s: (process.resourceUsage().userCPUTime + process.resourceUsage().systemCPUTime) / 1e6, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), summary: JSON.parse(out.trim().split('\n').pop() || '{}') })}\n`);
+const cpu = process.cpuUsage();
+process.stdout.write(`${JSON.stringify({ code, seconds, cpu_seconds: (cpu.user + cpu.system) / 1e6, cpu_s: (cpu.user + cpu.system) / 1e6, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), summary: JSON.parse(out.trim().split('\n').pop() || '{}') })}\n`);
 process.exit(0);

@@ -71,6 +71,7 @@ export const TABLE_SCHEMAS: Record<string, SchemaRole> = {
   work_items: 'carepipe',
   // a secret: kept out of the clinicians schema that analysts may be granted
   provider_tokens: 'carepipe',
+  flat_views: 'carepipe',
   fhir_resources: 'fhir',
   diseases: 'fhir',
   clinicians: 'clinicians',

@@ -11,18 +11,14 @@ import type { FhirResource } from 'fhir/r4.js';
 import { historyTableFor, rowHistory, type RowChange } from '../db/history.js';
 import { isMappingIssue, mapResource } from '../mappers/fhir-views.js';
 import type { Row } from '../writers/json-rows.js';
-import { compileView } from './view/index.js';
-import { tableSpecOf, type FlatView } from './views.js';
+import { recordedFlatView, type FlatView } from './views.js';
 
 /** The resource table the flat tables derive from. */
 export const RESOURCE_TABLE = 'fhir_resources';
 
 /** The views a derived table was recorded with, compiled. */
 export function compileRecordedViews(table: string, definitions: unknown[]): FlatView[] {
-  return definitions.map((definition, i) => {
-    const view = compileView(definition, { source: `${table} view ${i + 1}` });
-    return { file: `${table} view ${i + 1}`, view, table: tableSpecOf(view) };
-  });
+  return definitions.map((definition, i) => recordedFlatView(definition, `${table}_${i + 1}`, false, `${table} view ${i + 1}`));
 }
 
 /** The rows a stored fhir_resources image gives the table (none for no image, a deleted or an unmappable resource). */

@@ -16,6 +16,7 @@ import { ensureCodingsExtras } from './codings.js';
 import type { FhirItem } from './input.js';
 import { DEFAULT_BATCH_SIZE, ingestFhir, type CheckpointHandler, type IngestResult, type TypeCounts } from './ingest.js';
 import { flatView, loadShippedViews, tablesOf } from './views.js';
+import { recordIngestViews } from './flat-views.js';
 import { claimFiles, enqueueInputs, workerName, type QueueOptions } from './ingest-queue.js';
 import { openServerSource, type ServerSource, type ServerSourceOptions } from './server-source.js';
 
@@ -89,14 +90,16 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
   try {
     // Every name is checked before any table is created, so a refused --view leaves nothing behind.
     for (const table of tables) await refuseReservedTableName(q, table.table);
-    let created = false;
+    const created = new Set<string>();
     for (const table of tables) {
-      created = (await ensureFlatTable(q, table, db.schemas.fhir)) === 'created' || created;
+      if ((await ensureFlatTable(q, table, db.schemas.fhir)) === 'created') created.add(table.table);
       // no triggers: its history derives from the resources' versions through these views
       await recordDerivedTable(q as Knex, table.table, views.filter((v) => v.table.table === table.table).map((v) => v.definition));
     }
     // The codings table, when created here, gets its derived columns and the diseases view.
-    if (created) await ensureCodingsExtras(q as Knex);
+    if (created.size > 0) await ensureCodingsExtras(q as Knex);
+    // which views make each table (flat_views): what `views refresh` and `migrate` rebuild it with
+    for (const message of await recordIngestViews(q, views, created, dryRun ? null : ledger.id)) reporter.warn('view_changed', { message });
     const done = options.fullRefresh ? new Map<string, string>() : await filesDone(q);
     const skip = (file: FileFingerprint) => {
       const same = done.get(file.path) === `${file.size}:${file.sha256}`;

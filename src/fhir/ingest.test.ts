@@ -156,7 +156,7 @@ describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
       file: `test-codes-${resource}`,
       view: compileView({ resourceType: 'ViewDefinition', name: 'test_codes', resource, select: [{ column: [{ name: 'id', path: 'getResourceKey()' }] }, { forEach: 'code.coding', column: [{ name: 'code', path: 'code' }] }] }),
     });
-    const extra = ['Condition', 'Observation'].map((r) => ({ ...codings(r), table: tableSpecOf(codings(r).view) }));
+    const extra = ['Condition', 'Observation'].map((r) => ({ ...codings(r), table: tableSpecOf(codings(r).view), definition: {}, viewName: `test-codes-${r}`, shipped: false }));
     for (const t of tablesOf([...views, ...extra])) await ensureFlatTable(ctx.db.knex, t);
     const coded = (resourceType: string, id: string, ...codes: string[]) =>
       ({ kind: 'resource', source: 's', resource: { resourceType, id, code: { coding: codes.map((code) => ({ code })) } } }) as FhirItem;

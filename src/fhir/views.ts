@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CarepipeError } from '../errors.js';
 import type { TableColumn, TableSpec } from '../writers/flat-table.js';
-import { readViewFile, type CompiledView } from './view/index.js';
+import { compileView, readViewFile, type CompiledView } from './view/index.js';
 
 /**
  * `views/` at the package root: beside `src/` when run from TypeScript, two levels above `dist/src/`
@@ -23,20 +23,34 @@ export const SHIPPED_VIEWS_DIR = [
 export interface FlatView {
   file: string;
   view: CompiledView;
-  /** The ViewDefinition as parsed (recorded with a table, whose history it derives: src/fhir/derived-history.ts). */
-  definition?: unknown;
   table: TableSpec;
+  /**
+   * The ViewDefinition as parsed: its fingerprint is recorded with the table (flat-views.ts), and it
+   * derives the table's history from the resources' versions (src/fhir/derived-history.ts).
+   */
+  definition: unknown;
+  /** The view's name in the record of the tables' views: its file's name without `.json`. */
+  viewName: string;
+  /** One of the views in `views/`. */
+  shipped: boolean;
 }
 
 /** Every `*.json` in the shipped views folder (or only `files`, names relative to it), sorted by file name. */
 export function loadShippedViews(files?: readonly string[]): FlatView[] {
   const names = files ?? readdirSync(SHIPPED_VIEWS_DIR).filter((f) => f.endsWith('.json')).sort();
-  return names.map((name) => flatView(path.join(SHIPPED_VIEWS_DIR, name)));
+  return names.map((name) => flatView(path.join(SHIPPED_VIEWS_DIR, name), true));
 }
 
-export function flatView(file: string): FlatView {
+/** A user's ViewDefinition file (or, with `shipped`, one of views/). */
+export function flatView(file: string, shipped = false): FlatView {
   const { definition, view } = readViewFile(file);
-  return { file, view, definition, table: tableSpecOf(view) };
+  return { file, view, table: tableSpecOf(view), definition, viewName: path.basename(file).replace(/\.json$/i, ''), shipped };
+}
+
+/** A view recorded with its table (flat-views.ts), compiled from its stored definition; `source` names it in errors. */
+export function recordedFlatView(definition: unknown, viewName: string, shipped: boolean, source: string): FlatView {
+  const view = compileView(definition, { source });
+  return { file: source, view, table: tableSpecOf(view), definition, viewName, shipped };
 }
 
 /**
@@ -76,4 +90,9 @@ export function tablesOf(views: readonly FlatView[]): TableSpec[] {
     }
   }
   return [...tables.values()].map((v) => v.table);
+}
+
+/** `views` grouped by the table they fill, each group in the order ingest-fhir applies them (tablesOf's checks included). */
+export function viewsByTable(views: readonly FlatView[]): { table: TableSpec; views: FlatView[] }[] {
+  return tablesOf(views).map((table) => ({ table, views: views.filter((v) => v.table.table === table.table) }));
 }

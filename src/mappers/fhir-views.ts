@@ -88,6 +88,36 @@ export function mapResource(resource: FhirResource & { id: string }, views: read
   if (versionId !== undefined && typeof versionId !== 'string') {
     return { reasonCode: 'INVALID_META', field: 'meta.versionId', message: 'meta.versionId is not a string' };
   }
+  const mapped = mapRows(resource, views);
+  if (isMappingIssue(mapped)) return mapped;
+  // A resource read losslessly holds LosslessNumbers, which only the lossless stringify writes as numbers.
+  const json = text ?? stringifyLossless(resource)!;
+  return {
+    document: {
+      type: resource.resourceType,
+      id: resource.id,
+      versionId: versionId ?? null,
+      lastUpdated: lastUpdated ?? null,
+      json,
+      contentHash: createHash('sha256').update(json).digest('base64url'),
+    },
+    rows: mapped.rows,
+    partialDates: mapped.partialDates,
+  };
+}
+
+/** The rows of a resource, per table: what both ingest-fhir and `views refresh` write (see MappedResource). */
+export interface MappedRows {
+  rows: Map<string, Row[]>;
+  partialDates: number;
+}
+
+/**
+ * The flat rows of one resource through `views` (those of its type), as its tables store them, or
+ * the reason one view cannot map it. ingest-fhir maps each resource it reads through this, and
+ * `views refresh` each stored one: both write the same rows.
+ */
+export function mapRows(resource: FhirResource & { id: string }, views: readonly FlatView[]): MappedRows | MappingIssue {
   const rows = new Map<string, Row[]>();
   let partialDates = 0;
   for (const v of views) {
@@ -108,22 +138,9 @@ export function mapResource(resource: FhirResource & { id: string }, views: read
     }
     rows.set(v.table.table, list);
   }
-  // A resource read losslessly holds LosslessNumbers, which only the lossless stringify writes as numbers.
-  const json = text ?? stringifyLossless(resource)!;
-  return {
-    document: {
-      type: resource.resourceType,
-      id: resource.id,
-      versionId: versionId ?? null,
-      lastUpdated: lastUpdated ?? null,
-      json,
-      contentHash: createHash('sha256').update(json).digest('base64url'),
-    },
-    rows,
-    partialDates,
-  };
+  return { rows, partialDates };
 }
 
-export function isMappingIssue(result: MappedResource | MappingIssue): result is MappingIssue {
+export function isMappingIssue<T extends object>(result: T | MappingIssue): result is MappingIssue {
   return 'reasonCode' in result;
 }

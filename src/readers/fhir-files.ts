@@ -99,7 +99,7 @@ const NUMBER_TOKEN = /[:,[]\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?=\s*[,\]}])/g;
  * Whether the text holds a number whose JavaScript form differs from its digits (`1.50`, `1e3`, `-0`,
  * 17 digits): only such text needs the lossless parse, several times slower than JSON.parse.
  */
-function mayLoseDigits(text: string): boolean {
+export function mayLoseDigits(text: string): boolean {
   NUMBER_TOKEN.lastIndex = 0;
   for (let m = NUMBER_TOKEN.exec(text); m; m = NUMBER_TOKEN.exec(text)) {
     if (String(Number(m[1])) !== m[1]) return true;

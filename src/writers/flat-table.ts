@@ -91,16 +91,7 @@ export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: Table
   await refuseReservedTableName(knex, spec.table);
   const existing = await existingColumns(knex, spec.table);
   if (existing.length === 0) {
-    const builder = schema ? knex.schema.withSchema(schema) : knex.schema;
-    await builder.createTable(spec.table, (t) => {
-      for (const column of spec.columns) t.specificType(column.name, column.sqlType);
-      t.text(RECORD_TYPE_COLUMN).notNullable();
-      t.text(RECORD_ID_COLUMN).notNullable();
-      t.integer(ROW_INDEX_COLUMN).notNullable();
-      // The key leads with the record, so it also serves the delete of a record's rows.
-      t.primary([RECORD_TYPE_COLUMN, RECORD_ID_COLUMN, ROW_INDEX_COLUMN], { constraintName: primaryKeyName(spec.table) });
-      for (const column of spec.indexed ?? []) t.index([column], referenceIndexName(spec.table, column));
-    });
+    await createFlatTable(knex, spec, schema);
     return 'created';
   }
   const bookkeeping = new Set([RECORD_TYPE_COLUMN, RECORD_ID_COLUMN, ROW_INDEX_COLUMN]);
@@ -131,6 +122,50 @@ export async function ensureFlatTable(knex: Knex | Knex.Transaction, spec: Table
     );
   }
   return 'exists';
+}
+
+/**
+ * Creates the table of `spec` in `schema` under the name `as` (the spec's own by default): its columns,
+ * the bookkeeping columns, the primary key and the reference indexes, named after `as`. `views
+ * refresh` builds a table anew under another name and renames it and its key and indexes afterwards.
+ */
+export async function createFlatTable(
+  knex: Knex | Knex.Transaction,
+  spec: TableSpec,
+  schema?: string,
+  as = spec.table,
+  options: { keys?: boolean } = {},
+): Promise<void> {
+  const builder = schema ? knex.schema.withSchema(schema) : knex.schema;
+  await builder.createTable(as, (t) => {
+    for (const column of spec.columns) t.specificType(column.name, column.sqlType);
+    t.text(RECORD_TYPE_COLUMN).notNullable();
+    t.text(RECORD_ID_COLUMN).notNullable();
+    t.integer(ROW_INDEX_COLUMN).notNullable();
+    if (options.keys !== false) keysOf(t, spec, as);
+  });
+}
+
+/**
+ * The primary key and reference indexes of a table created with `keys: false`: built once over the
+ * filled table, which is faster than keeping them up to date row by row (`views refresh`).
+ */
+export async function addFlatTableKeys(knex: Knex | Knex.Transaction, spec: TableSpec, schema: string, as = spec.table): Promise<void> {
+  await knex.schema.withSchema(schema).alterTable(as, (t) => keysOf(t, spec, as));
+}
+
+function keysOf(t: Knex.CreateTableBuilder | Knex.AlterTableBuilder, spec: TableSpec, as: string): void {
+  // The key leads with the record, so it also serves the delete of a record's rows.
+  t.primary([RECORD_TYPE_COLUMN, RECORD_ID_COLUMN, ROW_INDEX_COLUMN], { constraintName: primaryKeyName(as) });
+  for (const column of spec.indexed ?? []) t.index([column], referenceIndexName(as, column));
+}
+
+/** Whether the columns of `existing` (as existingColumns gives them) are exactly those `spec` makes. */
+export function sameColumns(existing: { name: string; dataType: string }[], spec: TableSpec): boolean {
+  const bookkeeping = new Set([RECORD_TYPE_COLUMN, RECORD_ID_COLUMN, ROW_INDEX_COLUMN]);
+  const have = existing.filter((c) => !bookkeeping.has(c.name)).map((c) => `${c.name} ${c.dataType}`);
+  const want = spec.columns.map((c) => `${c.name} ${INFORMATION_SCHEMA_TYPE[c.sqlType]}`);
+  return existing.length === have.length + bookkeeping.size && have.join(', ') === want.join(', ');
 }
 
 /** Column types that earlier versions stored as text (a view's declared decimal, date and dateTime). */
@@ -237,7 +272,7 @@ export async function replaceRecordRows(
   await writeRows(trx, kind, spec.table, [...spec.columns, ...BOOKKEEPING], rows);
 }
 
-const BOOKKEEPING: TableColumn[] = [
+export const BOOKKEEPING: TableColumn[] = [
   { name: RECORD_TYPE_COLUMN, sqlType: 'text' },
   { name: RECORD_ID_COLUMN, sqlType: 'text' },
   { name: ROW_INDEX_COLUMN, sqlType: 'integer' },

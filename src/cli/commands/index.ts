@@ -13,6 +13,7 @@ import { registerMigrate } from './migrate.js';
 import { registerRuns } from './runs.js';
 import { registerSql } from './sql.js';
 import { registerView } from './view.js';
+import { registerViews } from './views.js';
 
 export type RegisterCommand = (program: Command, state: CliState) => void;
 
@@ -23,6 +24,7 @@ export const commands: RegisterCommand[] = [
   registerConfig,
   registerIngestFhir,
   registerView,
+  registerViews,
   registerImportClinicians,
   registerDirectoryLookup,
   registerIngestAppointments,

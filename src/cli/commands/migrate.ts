@@ -2,6 +2,12 @@ import { Command } from 'commander';
 import type { CommonFlags } from '../../config.js';
 import { formatTable } from '../output.js';
 import { announceCreated, prepare, withCommonOptions, type CliState } from '../common.js';
+import { osUser } from '../../config.js';
+import type { Settings } from '../../config.js';
+import type { Database } from '../../db/connection.js';
+import type { RunLedger as RunLedgerType } from '../../db/ledger.js';
+import { ExitCode } from '../../errors.js';
+import type { Reporter } from '../output.js';
 
 interface MigrateFlags extends CommonFlags {
   status?: boolean;
@@ -38,13 +44,54 @@ export function registerMigrate(program: Command, state: CliState): void {
         return;
       }
       const { batch, ran } = await migrateLatest(db);
-      reporter.result(ran.length ? `Batch ${batch} run: ${ran.length} migration${ran.length === 1 ? '' : 's'}` : 'Already up to date', {
+      // then the flat tables whose shipped view changed since they were built
+      const views = await applyShippedViews(state, db, settings, reporter);
+      const viewsLine = views?.refreshed.length
+        ? `\nViews changed: ${views.refreshed.length} table${views.refreshed.length === 1 ? '' : 's'} rebuilt from fhir_resources (${views.refreshed.join(', ')})`
+        : '';
+      reporter.result(`${ran.length ? `Batch ${batch} run: ${ran.length} migration${ran.length === 1 ? '' : 's'}` : 'Already up to date'}${viewsLine}`, {
         database: db.where,
         ran,
         batch,
+        views: { refreshed: views?.refreshed ?? [], recorded: views?.recorded ?? [], resources: views?.resources ?? 0, rejected: views?.rejected ?? 0 },
       });
+      if (views?.rejected) state.exitCode = ExitCode.REJECTS;
     } finally {
       await db.close();
     }
   });
+}
+
+/**
+ * Rebuilds the flat tables whose shipped view changed (src/fhir/refresh-run.ts), under ingest-fhir's
+ * lock, recorded in the ledger as a `migrate` run when there was anything to do.
+ */
+async function applyShippedViews(state: CliState, db: Database, settings: Settings, reporter: Reporter) {
+  const [{ refreshChangedShippedViews }, { RunLedger }, { acquireRunLock }] = await Promise.all([
+    import('../../fhir/refresh-run.js'),
+    import('../../db/ledger.js'),
+    import('../../db/lock.js'),
+  ]);
+  let ledger: RunLedgerType | undefined;
+  let release: (() => Promise<void>) | undefined;
+  const signal = new AbortController().signal;
+  try {
+    const sync = await refreshChangedShippedViews({
+      db,
+      reporter,
+      signal,
+      start: async () => {
+        release = await acquireRunLock(db, 'ingest-fhir', { wait: settings.wait });
+        ledger = await RunLedger.start(db.knex, { command: 'migrate', args: ['migrate'], user: osUser(state.io.env) });
+        return ledger;
+      },
+    });
+    await ledger?.finish(sync?.rejected ? 'partial' : 'succeeded', sync?.rejected ? ExitCode.REJECTS : ExitCode.OK);
+    return sync;
+  } catch (err) {
+    await ledger?.finish('failed', ExitCode.INTERNAL, (err as Error).message).catch(() => undefined);
+    throw err;
+  } finally {
+    await release?.().catch(() => undefined);
+  }
 }
