@@ -14,7 +14,7 @@ import { applyProfile, pseudonymSql } from './profile.js';
 import { ReadTransaction, userErrorFromDatabase, type Condition, type SqlQuery } from './query.js';
 import { patientKeyOf, refuseKeptIdentifiers, researchColumns } from './view-tags.js';
 import type { ExportCsvDeps, ExportCsvOptions, ExportCsvResult } from './export-csv.js';
-import { cellMaker, checkResearchFlags, chooseColumns, DEFAULT_BATCH, progressCounter, usage, writeOut, type ReadColumn } from './pipeline.js';
+import { cellMaker, checkResearchFlags, chooseColumns, csvWriter, DEFAULT_BATCH, progressCounter, usage, writeOut, type ReadColumn } from './pipeline.js';
 
 /** A view value as a cell (see format.ts): the engine already gives typed JS values. */
 function viewCell(value: unknown, collection: boolean): string | null {
@@ -138,7 +138,7 @@ export async function exportView(options: ExportCsvOptions, conditions: Conditio
       }
     }
     const header = profiled.map((p) => p.name);
-    const output = await writeOut(rows(), header, options, deps);
+    const output = await writeOut(csvWriter(rows(), header, options, deps), options, deps);
     ok = true;
     return { source: label, profile: options.profile, rows: progress.rows, columns: header, output };
   } finally {

@@ -95,16 +95,14 @@ export function progressCounter(reporter: Reporter, label: string) {
   };
 }
 
-export async function writeOut(rows: AsyncIterable<Cell[][]>, header: string[], options: ExportCsvOptions, deps: ExportCsvDeps): Promise<string> {
-  const csv = { ...options.format, signal: deps.signal };
+export async function writeOut(write: (output: Writable) => Promise<unknown>, options: ExportCsvOptions, deps: ExportCsvDeps): Promise<string> {
   if (deps.dryRun) {
-    const nowhere = new Writable({ write: (_chunk, _encoding, done) => done() });
-    await writeCsv(rows, header, nowhere, csv);
+    await write(new Writable({ write: (_chunk, _encoding, done) => done() }));
     return 'none (dry run)';
   }
   if (!options.output) {
     try {
-      await writeCsv(rows, header, deps.stdout, csv);
+      await write(deps.stdout);
     } catch (err) {
       // The reader of a pipe went away (`| head`): it has what it wanted; stop quietly, as Unix tools do.
       if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err;
@@ -113,6 +111,11 @@ export async function writeOut(rows: AsyncIterable<Cell[][]>, header: string[], 
     return 'stdout';
   }
   const file = path.resolve(deps.cwd, options.output);
-  await writeFileAtomically(file, (out) => writeCsv(rows, header, out, csv), { mode: options.fileMode, flag: '-o' });
+  await writeFileAtomically(file, write, { mode: options.fileMode, flag: '-o' });
   return file;
+}
+
+/** Writes batches of cells as CSV with options.format (writers/csv.ts). */
+export function csvWriter(rows: AsyncIterable<Cell[][]>, header: string[], options: ExportCsvOptions, deps: ExportCsvDeps) {
+  return (output: Writable) => writeCsv(rows, header, output, { ...options.format, signal: deps.signal });
 }
