@@ -56,6 +56,10 @@ export interface SelectPlan {
   orderBy: (string | SqlQuery)[];
   /** Expressions over `q` read after the columns (the row's patient key, for date shifting). */
   extra?: SqlQuery[];
+  /** Instead of the columns as text: the cells made by the database (cell-sql.ts), each named for the CSV header. */
+  cells?: { name: string; sql: SqlQuery }[];
+  /** The SQL type of each `--where` column: a value is bound as that type, not left for the planner to guess. */
+  conditionTypes?: Map<string, string>;
 }
 
 /**
@@ -63,14 +67,17 @@ export interface SelectPlan {
  * Arrays are read as compact JSON (`to_json`), everything else as its text output.
  */
 export function buildSelect(plan: SelectPlan): SqlQuery {
-  const list = plan.columns
-    .map((c) => (c.kind === 'array' ? `to_json(q.${quoteIdent(c.name)})::text` : `q.${quoteIdent(c.name)}::text`))
-    .concat((plan.extra ?? []).map((e) => `(${e.sql})::text`))
-    .join(', ');
+  const list = plan.cells
+    ? plan.cells.map((c) => `${c.sql.sql} as ${quoteIdent(c.name)}`).join(', ')
+    : plan.columns
+        .map((c) => (c.kind === 'array' ? `to_json(q.${quoteIdent(c.name)})::text` : `q.${quoteIdent(c.name)}::text`))
+        .concat((plan.extra ?? []).map((e) => `(${e.sql})::text`))
+        .join(', ');
   const where: string[] = [];
-  const bindings = [...(plan.extra ?? []).flatMap((e) => e.bindings), ...plan.inner.bindings];
+  const bindings = [...(plan.cells ? plan.cells.flatMap((c) => c.sql.bindings) : (plan.extra ?? []).flatMap((e) => e.bindings)), ...plan.inner.bindings];
   for (const condition of plan.conditions) {
-    where.push(`q.${quoteIdent(condition.column)} ${SQL_OPERATORS[condition.operator]} ?`);
+    const type = plan.conditionTypes?.get(condition.column);
+    where.push(`q.${quoteIdent(condition.column)} ${SQL_OPERATORS[condition.operator]} ?${type ? `::${type}` : ''}`);
     bindings.push(condition.value);
   }
   if (plan.since) {
@@ -138,8 +145,7 @@ export class ReadTransaction {
    * --where value is checked before the query runs so that the error can name its column and type.
    */
   async misfit(value: string, oid: number): Promise<string | undefined> {
-    const type = (await this.trx.raw('select format_type(?::oid, null) as name', [oid])) as { rows: { name: string }[] };
-    const name = type.rows[0]!.name;
+    const name = await this.typeName(oid);
     try {
       // In a savepoint: a failed cast would otherwise abort the read transaction.
       await this.trx.transaction((sp) => sp.raw(`select ?::${name}`, [value]));
@@ -148,6 +154,12 @@ export class ReadTransaction {
       if ((err as { code?: string }).code?.startsWith('22')) return name;
       throw err;
     }
+  }
+
+  /** The SQL name of a type (`integer`, `timestamp with time zone`, `"my schema".mood`). */
+  async typeName(oid: number): Promise<string> {
+    const type = (await this.trx.raw('select format_type(?::oid, null) as name', [oid])) as { rows: { name: string }[] };
+    return type.rows[0]!.name;
   }
 
   /** Primary key columns of a table, in key order (none for a view). */
