@@ -4,8 +4,8 @@
  * patient is not there yet, and a cancelled appointment that an import tries to reinstate.
  */
 import type { Knex } from 'knex';
-import { statusChangeAllowed, type AppointmentStatus, type ReasonCode } from '../appointments/rules.js';
-import type { AppointmentRow, PatientRow } from '../mappers/appointments.js';
+import { statusChangeAllowed, type AppointmentStatus, type ReasonCode } from './rules.js';
+import type { AppointmentRow, PatientRow } from './map.js';
 
 export interface WriteContext {
   /** File the rows came from. */

@@ -10,11 +10,11 @@ import type { RejectRecord, RunLedger } from '../db/ledger.js';
 import { inRunTransaction } from '../db/transaction.js';
 import type { Lang } from '../i18n/catalogue.js';
 import { appointmentMessage } from '../i18n/appointments.js';
-import { mapAppointment, mapPatient, type AppointmentRow, type Issue, type Mapped, type PatientRow } from '../mappers/appointments.js';
-import { detectExportKind, readExportRecords, type ExportKind } from '../readers/appointment-export.js';
+import { mapAppointment, mapPatient, type AppointmentRow, type Issue, type Mapped, type PatientRow } from './map.js';
+import { detectExportKind, readExportRecords, type ExportKind } from './read.js';
 import { ReasonCodes } from '../readers/fhir-files.js';
 import { MAX_JSON_DEPTH } from '../readers/json-limits.js';
-import { markMissed, writeAppointments, writePatients, type WriteContext } from '../writers/appointments.js';
+import { markMissed, writeAppointments, writePatients, type WriteContext } from './write.js';
 import { parseOffsetTimestamp, type ReasonCode } from './rules.js';
 
 export const INGEST_COMMAND = 'ingest-appointments';

@@ -6,7 +6,7 @@ import { CarepipeError, isCarepipeError } from '../errors.js';
 import { parseJsonBody, request, type HttpResponse } from '../http/client.js';
 import type { HttpPolicy } from '../http/policy.js';
 import type { RetryEvent } from '../http/retry.js';
-import type { DirectoryHit } from './normalise.js';
+import type { DirectoryHit } from './map.js';
 import { buildSearchParams, searchUrl, type SearchOptions } from './query.js';
 import { maskUrl } from '../http/mask.js';
 

@@ -16,7 +16,7 @@ import {
   type Params,
   type ReasonCode,
   type RuleResult,
-} from '../appointments/rules.js';
+} from './rules.js';
 
 export interface PatientRow {
   nhs_number: string;

@@ -12,10 +12,10 @@ import type { RunLedger } from '../db/ledger.js';
 import { inRunTransaction } from '../db/transaction.js';
 import { formatTable } from '../io/table.js';
 import type { Reporter } from '../pipeline/reporter.js';
-import { DirectoryClient, type SearchPage } from './client.js';
-import { displayFields, toEntry, type DirectoryEntry, type DirectoryHit } from './normalise.js';
+import { DirectoryClient, type SearchPage } from './read.js';
+import { displayFields, toEntry, type DirectoryEntry, type DirectoryHit } from './map.js';
 import type { SearchOptions } from './query.js';
-import { saveEntries } from './store.js';
+import { saveEntries } from './write.js';
 import { groupByOrganization, LIST_COLUMNS, organizationWorkerRows } from './list.js';
 import { allowedOrigins, httpPolicy, type HttpFlags, type HttpPolicy } from '../http/policy.js';
 

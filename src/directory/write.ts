@@ -5,7 +5,7 @@
  * already there, in the same statement.
  */
 import type { Knex } from 'knex';
-import type { DirectoryEntry } from './normalise.js';
+import type { DirectoryEntry } from './map.js';
 
 export type RowOutcome = 'created' | 'existing';
 
