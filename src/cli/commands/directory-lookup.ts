@@ -3,7 +3,8 @@ import type { CommonFlags } from '../../config.js';
 import { CarepipeError } from '../../errors.js';
 import { prepare, runCommand, wholeNumber, withCommonOptions, type CliState, type OptionalFlags } from '../common.js';
 import { withHttpOptions, type HttpFlags } from '../http-options.js';
-import type { ImportMode, ListFormat } from '../../directory/command.js';
+import type { ListFormat } from '../../directory/command.js';
+import type { ImportMode } from '../../directory/read.js';
 import type { QueryParser, SearchOptions } from '../../directory/query.js';
 
 interface DirectoryFlags extends CommonFlags, HttpFlags {
