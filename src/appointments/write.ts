@@ -1,11 +1,16 @@
 /**
- * Upserts patients and appointments inside the caller's transaction. A row identical to the stored
- * one is left alone and counted unchanged. The database decides what is refused: an appointment whose
- * patient is not there yet, and a cancelled appointment that an import tries to reinstate.
+ * Upserts patients and appointments inside the caller's transaction (the engine's, one per batch). A
+ * row identical to the stored one is left alone and counted unchanged. The database decides what is
+ * refused: an appointment whose patient is not there yet, and a cancelled appointment that an import
+ * tries to reinstate. An appointment that waited in `rejects` for its patient and is now settled
+ * (loaded, refused for another reason, or already loaded from a newer export) has its reject resolved.
  */
 import type { Knex } from 'knex';
+import type { Lang } from '../i18n/catalogue.js';
+import { appointmentMessage } from '../i18n/appointments.js';
+import type { Batch, BatchItem, Outcome } from '../pipeline/run.js';
 import { statusChangeAllowed, type AppointmentStatus, type ReasonCode } from './rules.js';
-import type { AppointmentRow, PatientRow } from './map.js';
+import type { AppointmentRow, ExportRow, PatientRow } from './map.js';
 
 export interface WriteContext {
   /** File the rows came from. */
@@ -38,8 +43,8 @@ function lastByKey<T>(rows: T[], key: (row: T) => string): T[] {
   return [...byKey.values()];
 }
 
-export async function writePatients(trx: Knex.Transaction, rows: PatientRow[], ctx: WriteContext): Promise<WriteResult> {
-  if (rows.length === 0) return { written: 0, unchanged: 0 };
+export async function writePatients(trx: Knex.Transaction, rows: PatientRow[], ctx: WriteContext): Promise<WriteResult & { changed: Set<string> }> {
+  if (rows.length === 0) return { written: 0, unchanged: 0, changed: new Set() };
   const unique = lastByKey(rows, (r) => r.nhs_number);
   const changed = await trx('patients')
     .insert(unique.map((r) => ({ ...r, source: ctx.source, run_id: ctx.runId, updated_at: trx.fn.now() })))
@@ -49,7 +54,11 @@ export async function writePatients(trx: Knex.Transaction, rows: PatientRow[], c
       '(patients.name, patients.date_of_birth, patients.postcode) is distinct from (excluded.name, excluded.date_of_birth, excluded.postcode)',
     )
     .returning('nhs_number');
-  return { written: changed.length, unchanged: rows.length - changed.length };
+  return {
+    written: changed.length,
+    unchanged: rows.length - changed.length,
+    changed: new Set((changed as { nhs_number: string }[]).map((r) => r.nhs_number)),
+  };
 }
 
 /**
@@ -120,4 +129,110 @@ export async function markMissed(trx: Knex.Transaction, now: Date, runId: number
     .update({ status: 'missed', run_id: runId, updated_at: trx.fn.now() })
     .returning('id');
   return changed.length;
+}
+
+export interface BatchContext {
+  runId: number | null;
+  lang: Lang;
+}
+
+/** What a batch did beyond its outcomes: appointments it stored as missed, waiting rejects it settled. */
+export interface BatchFigures {
+  missed: number;
+  resolved: number;
+}
+
+/** Indexes of `items` that hold the last copy of their key (the copy a batch writes). */
+function lastCopies<T>(items: { index: number; value: T }[], key: (value: T) => string): Set<number> {
+  const last = new Map<string, number>();
+  for (const { index, value } of items) last.set(key(value), index);
+  return new Set(last.values());
+}
+
+/** Items grouped by their source file, in order (each row keeps the file it came from). */
+function bySource<T>(items: { index: number; item: BatchItem<ExportRow>; value: T }[]): Map<string, typeof items> {
+  const groups = new Map<string, typeof items>();
+  for (const entry of items) {
+    const group = groups.get(entry.item.at.source) ?? [];
+    group.push(entry);
+    groups.set(entry.item.at.source, group);
+  }
+  return groups;
+}
+
+/**
+ * A batch for the engine: what became of each item, in order, and the batch's figures. A waiting
+ * appointment whose patient is still unknown stays waiting (its reject untouched), and one already
+ * loaded from a newer export is settled: both are `skipped`, counted in no figure of this run.
+ */
+export async function writeBatch(
+  trx: Knex.Transaction,
+  batch: Batch<ExportRow, unknown>,
+  ctx: BatchContext,
+): Promise<{ outcomes: Outcome[]; figures: BatchFigures }> {
+  const outcomes: Outcome[] = batch.items.map(() => 'skipped');
+  const figures: BatchFigures = { missed: 0, resolved: 0 };
+  const settled: number[] = [];
+  const patients: { index: number; item: BatchItem<ExportRow>; value: PatientRow }[] = [];
+  const appointments: { index: number; item: BatchItem<ExportRow>; value: Extract<ExportRow, { kind: 'appointment' }> }[] = [];
+  batch.items.forEach((item, index) => {
+    const value = item.value;
+    if (value.kind === 'patient') patients.push({ index, item, value: value.row });
+    else if (value.kind === 'appointment') appointments.push({ index, item, value });
+    else {
+      outcomes[index] = { reject: value.reject };
+      settled.push(value.waiting);
+    }
+  });
+
+  for (const [source, group] of bySource(patients)) {
+    const { changed } = await writePatients(trx, group.map((p) => p.value), { source, runId: ctx.runId });
+    const last = lastCopies(group, (row) => row.nhs_number);
+    for (const { index, value } of group) outcomes[index] = changed.has(value.nhs_number) && last.has(index) ? 'written' : 'unchanged';
+  }
+
+  // A waiting appointment loaded meanwhile from a newer export is settled without writing the older copy.
+  const waitingIds = appointments.filter((a) => a.value.waiting !== undefined).map((a) => a.value.row.id);
+  const loaded = new Set(
+    waitingIds.length ? ((await trx('appointments').select('id').whereIn('id', waitingIds)) as { id: string }[]).map((r) => r.id) : [],
+  );
+  const fresh = appointments.filter((a) => {
+    if (a.value.waiting === undefined || !loaded.has(a.value.row.id)) return true;
+    settled.push(a.value.waiting); // counted in no figure, as it was not written
+    return false;
+  });
+  for (const [source, group] of bySource(fresh)) {
+    const result = await writeAppointments(trx, group.map((a) => a.value.row), { source, runId: ctx.runId });
+    const refused = new Map(result.refused.map((r) => [r.index, r]));
+    const accepted = group.filter((_, i) => !refused.has(i));
+    const last = lastCopies(accepted.map((a) => ({ index: a.index, value: a.value.row })), (row) => row.id);
+    group.forEach(({ index, value }, i) => {
+      const refusal = refused.get(i);
+      if (refusal?.code === 'PATIENT_UNKNOWN' && value.waiting !== undefined) return; // still waiting
+      if (value.waiting !== undefined) settled.push(value.waiting);
+      if (refusal) {
+        outcomes[index] = {
+          reject: {
+            reason: refusal.code,
+            field: refusal.code === 'PATIENT_UNKNOWN' ? 'patient' : 'status',
+            // Word the refused status as the source gave it (`active`), not as derived (`missed`).
+            message: appointmentMessage(ctx.lang, refusal.code, { ...refusal.params, ...(value.sourceStatus ? { status: value.sourceStatus } : {}) }),
+            retryable: refusal.retryable,
+          },
+        };
+        return;
+      }
+      const written = result.writtenIds.has(value.row.id) && last.has(index);
+      outcomes[index] = written ? 'written' : 'unchanged';
+      if (written && value.markedMissed) figures.missed += 1;
+    });
+  }
+
+  if (settled.length > 0) {
+    // A dry run has no run to name and is rolled back: it only takes the rejects out of the waiting list.
+    const mark = ctx.runId ? { resolved_run_id: ctx.runId } : { retryable: false };
+    await trx('rejects').whereIn('id', settled).update(mark);
+    figures.resolved = settled.length;
+  }
+  return { outcomes, figures };
 }

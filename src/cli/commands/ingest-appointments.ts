@@ -35,12 +35,7 @@ export function registerIngestAppointments(program: Command, state: CliState): v
             dryRun: settings.dryRun,
             signal,
           },
-          {
-            knex: db.knex,
-            ledger,
-            onReject: (r) =>
-              reporter.warn('rejected', { source: r.source, entry: r.entry, record: r.recordKey, field: r.field, reason: r.reasonCode, message: r.message }),
-          },
+          { knex: db.knex, ledger, reporter },
         );
         const human = appointmentMessage(settings.lang, 'SUMMARY', {
           read: ledger.counts.read,
