@@ -30,7 +30,7 @@ export type ExportItem =
  * Every element of the JSON array in `file`, in order. Bytes that are not UTF-8 or a syntax error end
  * the stream with an `invalid` item; an element nested too deep is an `invalid` item and reading goes on.
  */
-export async function* readExportRecords(file: string, signal?: AbortSignal): AsyncGenerator<ExportItem> {
+export async function* readExportRecords(file: string): AsyncGenerator<ExportItem> {
   const input = createReadStream(file);
   const check = new Utf8Check();
   const stream = StreamArray.withParser();
@@ -40,7 +40,6 @@ export async function* readExportRecords(file: string, signal?: AbortSignal): As
   let entry = 0;
   try {
     for await (const element of stream as AsyncIterable<{ key: number; value: unknown }>) {
-      if (signal?.aborted) return;
       entry = element.key + 1;
       if (exceedsJsonDepth(element.value)) {
         yield { kind: 'invalid', entry: element.key, detail: tooDeepMessage(), reasonCode: ReasonCodes.TOO_DEEP };
