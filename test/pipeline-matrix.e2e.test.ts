@@ -11,10 +11,12 @@ import { isRejectReason } from '../src/pipeline/reasons.js';
 import { BIN, childEnv, REPO_ROOT, runCli, type CliResult } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import type { MatrixCase, MatrixRuns } from './matrix/case.js';
+import { appointmentsCase } from './matrix/appointments.js';
+import { directoryCase } from './matrix/directory.js';
 
 vi.setConfig({ testTimeout: 180_000 });
 
-const CASES: MatrixCase[] = [];
+const CASES: MatrixCase[] = [directoryCase, appointmentsCase];
 
 /** stdout holds exactly one JSON object. */
 function oneObject(result: CliResult): Record<string, unknown> {

@@ -3,7 +3,7 @@
  * `organizations_workers` view in keyset pages so a large directory is never held in memory at once.
  */
 import type { Knex } from 'knex';
-import type { OrganizationRecord, WorkerRecord } from './normalise.js';
+import type { OrganizationRecord, WorkerRecord } from './map.js';
 
 /** Columns of a listing row, in CSV order. */
 export const LIST_COLUMNS = [

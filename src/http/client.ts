@@ -7,7 +7,7 @@ import { CarepipeError } from '../errors.js';
 import { exceedsJsonDepth, tooDeepMessage } from '../readers/json-limits.js';
 import { maskUrl } from './mask.js';
 import { checkOrigin, tooLarge, type HttpPolicy } from './policy.js';
-import { parseRetryAfter, RetryableError, withRetry, type RetryOptions } from './retry.js';
+import { interruptedError, parseRetryAfter, RetryableError, withRetry, type RetryOptions } from './retry.js';
 
 export interface HttpResponse {
   status: number;
@@ -52,7 +52,7 @@ export async function requestOnce(url: string, options: RequestOptions = {}): Pr
     text = await readText(response, options.policy, options.method ?? 'GET', url);
   } catch (err) {
     if (err instanceof CarepipeError) throw err;
-    if (options.signal?.aborted) throw options.signal.reason;
+    if (options.signal?.aborted) throw interruptedError(`${options.method ?? 'GET'} ${maskUrl(url)}`, options.signal);
     if (timeout.aborted) throw new RetryableError(`timeout after ${timeoutMs} ms`);
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     throw new RetryableError(`network error: ${cause?.code ?? cause?.message ?? (err as Error).message}`);

@@ -63,6 +63,14 @@ function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * The run's signal fired during a request or a wait between attempts: the run stops, it did not fail
+ * (exit 130 through the ledger's `interrupted`, never a stack trace).
+ */
+export function interruptedError(what: string, signal: AbortSignal): CarepipeError {
+  return new CarepipeError('INTERRUPTED', `interrupted during ${what}`, {}, { cause: signal.reason });
+}
+
 /** Backoff for the n-th retry (1-based): full jitter in [0, min(max, base·2^(n-1))], at least 10 ms. */
 export function backoffMs(retry: number, baseDelayMs: number, maxDelayMs: number, random = Math.random): number {
   const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** (retry - 1));
@@ -118,6 +126,7 @@ export async function withRetry<T>(operation: (attempt: number) => Promise<T>, o
       },
     );
   } catch (err) {
+    if (options.signal?.aborted) throw interruptedError(options.what, options.signal);
     if (err instanceof RetryableError) {
       throw new CarepipeError(
         'RETRIES_EXHAUSTED',

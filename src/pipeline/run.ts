@@ -86,8 +86,12 @@ export interface Batch<T, C> {
   checkpoints: C[];
 }
 
-/** What became of one item of a batch, in the order of `batch.items`. */
-export type Outcome = 'written' | 'unchanged' | 'deleted' | { reject: RejectInfo };
+/**
+ * What became of one item of a batch, in the order of `batch.items`. `skipped`: nothing, and it is
+ * not this run's to count (a record retried from an earlier run's rejects that still waits): no figure,
+ * not even `read`.
+ */
+export type Outcome = 'written' | 'unchanged' | 'deleted' | 'skipped' | { reject: RejectInfo };
 
 export interface WriteResult {
   outcomes: Outcome[];
@@ -261,6 +265,7 @@ async function runIn<R, T, C>(pipeline: Pipeline<R, T, C>, options: RunOptions, 
     };
     for (const r of batch.rejects) bump(r.reject.group, 'read');
     result.write.outcomes.forEach((o, i) => {
+      if (o === 'skipped') return;
       const group = batch.items[i]!.group;
       bump(group, 'read');
       if (typeof o === 'string') bump(group, o);

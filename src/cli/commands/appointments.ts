@@ -21,7 +21,7 @@ export function registerAppointments(program: Command, state: CliState): void {
       flags,
       { name: 'appointments refresh-missed', argv: flags.now ? ['--now', flags.now] : [], lockName: 'appointments' },
       async ({ settings, db, ledger, now }) => {
-        const { parseRunClock, refreshMissed } = await import('../../appointments/ingest.js');
+        const { parseRunClock, refreshMissed } = await import('../../appointments/command.js');
         const { appointmentMessage } = await import('../../i18n/appointments.js');
         const clock = parseRunClock(setting(settings, flags.now, 'CAREPIPE_NOW', 'appointments.now'), settings.lang, now);
         const missed = await refreshMissed(db.knex, ledger, clock, settings.dryRun);

@@ -3,7 +3,8 @@ import type { CommonFlags } from '../../config.js';
 import { CarepipeError } from '../../errors.js';
 import { prepare, runCommand, wholeNumber, withCommonOptions, type CliState, type OptionalFlags } from '../common.js';
 import { withHttpOptions, type HttpFlags } from '../http-options.js';
-import type { ImportMode, ListFormat } from '../../directory/lookup.js';
+import type { ListFormat } from '../../directory/command.js';
+import type { ImportMode } from '../../directory/read.js';
 import type { QueryParser, SearchOptions } from '../../directory/query.js';
 
 interface DirectoryFlags extends CommonFlags, HttpFlags {
@@ -105,7 +106,7 @@ export function registerDirectoryLookup(program: Command, state: CliState): void
     .option('--return <fields>', 'comma-separated fields to return')
     .action(async (term: string | undefined, flags: SearchFlags) => {
       const { settings, reporter } = prepare(state, flags);
-      const { resolveDirectory, runSearch } = await import('../../directory/lookup.js');
+      const { resolveDirectory, runSearch } = await import('../../directory/command.js');
       const result = await runSearch(searchOptions(term, flags), resolveDirectory(settings, flags), reporter);
       reporter.result(result.human, { command: 'directory-lookup search', ...result.summary });
     });
@@ -127,7 +128,7 @@ export function registerDirectoryLookup(program: Command, state: CliState): void
       const mode = importMode(flags);
       const options = searchOptions(term, flags);
       const { settings } = prepare(state, flags);
-      const { resolveDirectory, runImport } = await import('../../directory/lookup.js');
+      const { resolveDirectory, runImport } = await import('../../directory/command.js');
       const directory = resolveDirectory(settings, flags);
       await runCommand(
         state,
@@ -143,7 +144,7 @@ export function registerDirectoryLookup(program: Command, state: CliState): void
     .addOption(new Option('--format <format>', 'table, json or csv').choices(['table', 'json', 'csv']).default('table'))
     .action(async (flags: ListFlags) => {
       await runCommand(state, flags, { name: 'directory-lookup list', argv: [], mode: 'read' }, async ({ db, io, settings }) => {
-        const { runList, streamWriter, ReaderGone } = await import('../../directory/lookup.js');
+        const { runList, streamWriter, ReaderGone } = await import('../../directory/command.js');
         const format: ListFormat = settings.json ? 'json' : (flags.format ?? 'table');
         if (settings.json) {
           // --json: the listing inside the one summary object.

@@ -23,7 +23,7 @@ export function registerIngestAppointments(program: Command, state: CliState): v
       flags,
       { name: 'ingest-appointments', argv: [...paths, ...(flags.now ? ['--now', flags.now] : [])], lockName: 'appointments' },
       async ({ settings, db, ledger, reporter, signal, now }) => {
-        const { ingestAppointments, parseRunClock } = await import('../../appointments/ingest.js');
+        const { ingestAppointments, parseRunClock } = await import('../../appointments/command.js');
         const { appointmentMessage } = await import('../../i18n/appointments.js');
         const clock = parseRunClock(setting(settings, flags.now, 'CAREPIPE_NOW', 'appointments.now'), settings.lang, now);
         const summary = await ingestAppointments(
@@ -35,12 +35,7 @@ export function registerIngestAppointments(program: Command, state: CliState): v
             dryRun: settings.dryRun,
             signal,
           },
-          {
-            knex: db.knex,
-            ledger,
-            onReject: (r) =>
-              reporter.warn('rejected', { source: r.source, entry: r.entry, record: r.recordKey, field: r.field, reason: r.reasonCode, message: r.message }),
-          },
+          { knex: db.knex, ledger, reporter },
         );
         const human = appointmentMessage(settings.lang, 'SUMMARY', {
           read: ledger.counts.read,

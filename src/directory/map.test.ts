@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MANDATORY_FIELDS } from './fields.js';
-import { fieldText, toEntry, type DirectoryHit } from './normalise.js';
+import { fieldText, toEntry, type DirectoryHit } from './map.js';
 
 const complete = (): DirectoryHit => ({
   id: '10001234567-690001234',

@@ -1,6 +1,7 @@
 /**
  * The `directory-lookup` logic: search (a page of hits for people or JSON), import (one picked hit,
- * one hit by its keys, or every hit of a search) and list. The command file only wires flags here.
+ * one hit by its keys, or every hit of a search, on the engine: src/pipeline/run.ts) and list. The
+ * command file only wires flags here.
  */
 import type { Writable } from 'node:stream';
 import type { Knex } from 'knex';
@@ -9,13 +10,13 @@ import { setting, type Settings } from '../config.js';
 import { CarepipeError } from '../errors.js';
 import type { RetryEvent } from '../http/retry.js';
 import type { RunLedger } from '../db/ledger.js';
-import { inRunTransaction } from '../db/transaction.js';
 import { formatTable } from '../io/table.js';
 import type { Reporter } from '../pipeline/reporter.js';
-import { DirectoryClient, type SearchPage } from './client.js';
-import { displayFields, toEntry, type DirectoryEntry, type DirectoryHit } from './normalise.js';
+import { run, type Pipeline } from '../pipeline/run.js';
+import { DirectoryClient, readImportHits, type ImportMode, type PageEnd, type SearchPage } from './read.js';
+import { displayFields, mapHit, type DirectoryEntry, type DirectoryHit } from './map.js';
 import type { SearchOptions } from './query.js';
-import { saveEntries } from './store.js';
+import { writeEntries } from './write.js';
 import { groupByOrganization, LIST_COLUMNS, organizationWorkerRows } from './list.js';
 import { allowedOrigins, httpPolicy, type HttpFlags, type HttpPolicy } from '../http/policy.js';
 
@@ -96,8 +97,6 @@ export async function runSearch(options: SearchOptions, directory: DirectoryConn
   };
 }
 
-export type ImportMode = { pick: number } | { rpps: string; finess: string } | { all: true };
-
 export interface ImportContext {
   knex: Knex;
   ledger: RunLedger;
@@ -107,112 +106,71 @@ export interface ImportContext {
   now: () => Date;
 }
 
-/** Raised inside a dry run's transaction to roll it back once everything was checked and counted. */
-class DryRunRollback extends Error {}
-
-/** Import one page of hits in one transaction: every hit is written whole or rejected whole. */
-async function importPage(ctx: ImportContext, page: SearchPage, hits: { hit: DirectoryHit; entry: number }[]): Promise<void> {
-  const { ledger, reporter } = ctx;
-  const work = async (trx: Knex.Transaction) => {
-    const accepted: { entry: number; value: DirectoryEntry }[] = [];
-    for (const { hit, entry } of hits) {
-      ledger.add({ read: 1 });
-      const result = toEntry(hit);
-      if (result.ok) {
-        accepted.push({ entry, value: result.entry });
-        continue;
-      }
-      const [first] = result.issues;
-      const message = result.issues.map((i) => i.message).join('; ');
-      reporter.warn('rejected', { message: `entry ${entry} (${hit.id}): ${message}`, entry, record: hit.id, field: first!.field, reason: first!.reasonCode });
-      await ledger.reject({ source: page.url, entry, recordKey: hit.id, field: first!.field, reasonCode: first!.reasonCode, message, raw: hit }, trx);
-    }
-    const outcomes = await saveEntries(
-      trx,
-      accepted.map((a) => a.value),
-      { runId: ledger.id, now: ctx.now() },
-    );
-    outcomes.forEach((outcome, i) => {
-      const { entry, value } = accepted[i]!;
-      ledger.bump(['organizations', outcome.organization]);
-      ledger.bump(['workers', outcome.worker]);
-      ledger.bump(['links', outcome.link]);
-      const created = outcome.organization === 'created' || outcome.worker === 'created' || outcome.link === 'created';
-      ledger.add(created ? { written: 1 } : { unchanged: 1 });
-      // One line per entry for a single import; --all says per page (below), cron logs stay short.
-      if (hits.length === 1) reporter.info('imported', {
-        entry,
-        finess: value.organization.finess,
-        rpps_number: value.worker.rpps_number,
-        organization: outcome.organization,
-        worker: outcome.worker,
-        link: outcome.link,
-      });
-    });
-    if (hits.length > 1) {
-      reporter.info('page', { entries: hits.length, imported: accepted.length, rejected: hits.length - accepted.length, through_entry: hits[hits.length - 1]!.entry });
-    }
-    if (ctx.dryRun) throw new DryRunRollback();
-  };
-  try {
-    await inRunTransaction(ctx.knex, ctx.ledger, work);
-  } catch (err) {
-    if (!(err instanceof DryRunRollback)) throw err;
-  }
-}
-
 function describeMode(mode: ImportMode): string {
   if ('pick' in mode) return `--pick ${mode.pick}`;
   if ('rpps' in mode) return `--rpps ${mode.rpps} --finess ${mode.finess}`;
   return '--all';
 }
 
-/** Import per the mode; counts and rejects go to the ledger, the exit code follows from them. */
+/**
+ * Import per the mode on the engine: the reader's hits (a page a batch), `mapHit`, `writeEntries`.
+ * Counts and rejects go to the ledger, the created/existing figures of organizations, workers and links
+ * to its details, as each page commits.
+ */
 export async function runImport(
   mode: ImportMode,
   options: SearchOptions,
   directory: DirectoryConnection,
   ctx: ImportContext,
 ): Promise<{ human: string; summary: Record<string, unknown> }> {
-  const client = clientFor(directory, ctx.reporter, ctx.signal, ctx.ledger);
-  await ctx.reporter.start(`directory-lookup import ${describeMode(mode)}`);
-  if ('all' in mode) {
-    let entry = 0;
-    for await (const page of client.pages(options)) {
-      if (ctx.signal.aborted) break;
-      const hits = page.hits.map((hit) => ({ hit, entry: ++entry }));
-      await importPage(ctx, page, hits);
-      ctx.reporter.progress(`imported ${ctx.ledger.counts.read} of ${page.found}`, { read: ctx.ledger.counts.read, found: page.found });
-    }
-  } else if ('pick' in mode) {
-    if (!Number.isInteger(mode.pick) || mode.pick < 1) throw new CarepipeError('USAGE', '--pick must be a number from the search table (1, 2, …)');
-    let page: SearchPage;
-    let hit: DirectoryHit | undefined;
-    if (options.cursor !== undefined) {
-      // A cursor page has no absolute offset: N counts from its first row.
-      page = await client.search(options);
-      hit = page.hits[mode.pick - 1];
-    } else {
-      page = await client.search({ ...options, start: mode.pick - 1, size: 1, return: undefined });
-      hit = page.hits[0];
-    }
-    if (!hit) {
-      throw new CarepipeError('USAGE', `--pick ${mode.pick}: the search has ${page.found} hit${page.found === 1 ? '' : 's'}`);
-    }
-    await importPage(ctx, page, [{ hit, entry: mode.pick }]);
-  } else {
-    const page = await client.search({ ...options, rpps: mode.rpps, finess: mode.finess, start: undefined, cursor: undefined, size: 10, return: undefined });
-    // The filter is exact, but an analysed field could match loosely: keep the hit with these keys.
-    const hit = page.hits.find((h) => {
-      const f = displayFields(h);
-      return f.rpps_number === mode.rpps && f.finess?.toUpperCase() === mode.finess.toUpperCase();
-    });
-    if (!hit) throw new CarepipeError('USAGE', `no directory entry for rpps_number ${mode.rpps} at finess ${mode.finess}`);
-    await importPage(ctx, page, [{ hit, entry: 1 }]);
-  }
-  const d = ctx.ledger.details as Record<string, Record<string, number> | undefined>;
+  const { ledger, reporter } = ctx;
+  const client = clientFor(directory, reporter, ctx.signal, ledger);
+  await reporter.start(`directory-lookup import ${describeMode(mode)}`);
+  const single = !('all' in mode);
+  let found = 0;
+  const pipeline: Pipeline<DirectoryHit, DirectoryEntry, PageEnd> = {
+    name: 'directory-lookup import',
+    // A page is one batch: its end (a checkpoint) closes it.
+    batchSize: (options.size ?? 100) + 1,
+    read: () => readImportHits(client, mode, options),
+    map: (hit) => mapHit(hit),
+    async write(trx, batch, stage) {
+      const { outcomes, rows } = await writeEntries(trx, batch, { runId: stage.runId, now: ctx.now() });
+      return {
+        outcomes,
+        committed: () => {
+          rows.forEach((row, i) => {
+            ledger.bump(['organizations', row.organization]);
+            ledger.bump(['workers', row.worker]);
+            ledger.bump(['links', row.link]);
+            // One line per entry for a single import; --all says per page (below), cron logs stay short.
+            const { value, at } = batch.items[i]!;
+            if (single) {
+              reporter.info('imported', {
+                entry: at.entry,
+                finess: value.organization.finess,
+                rpps_number: value.worker.rpps_number,
+                organization: row.organization,
+                worker: row.worker,
+                link: row.link,
+              });
+            }
+          });
+          for (const page of batch.checkpoints) {
+            found = page.found;
+            if (!single) {
+              reporter.info('page', { entries: page.entries, imported: rows.length, rejected: page.entries - rows.length, through_entry: page.throughEntry });
+            }
+          }
+        },
+      };
+    },
+    describe: (s) => ({ text: `imported ${s.read} of ${found}`, fields: { read: s.read, found } }),
+  };
+  await run(pipeline, { knex: ctx.knex, ledger, signal: ctx.signal, dryRun: ctx.dryRun, reporter });
+  const d = ledger.details as Record<string, Record<string, number> | undefined>;
   const figure = (kind: string) => `${d[kind]?.created ?? 0} created, ${d[kind]?.existing ?? 0} existing`;
-  const { read, rejected } = ctx.ledger.counts;
+  const { read, rejected } = ledger.counts;
   const human = [
     `${ctx.dryRun ? 'Dry run: would import' : 'Imported'} ${read - rejected} of ${read} entr${read === 1 ? 'y' : 'ies'}${rejected ? ` (${rejected} rejected)` : ''}`,
     `organizations: ${figure('organizations')}`,

@@ -1,11 +1,12 @@
 /**
  * The directory writer: entries into organizations, health_care_workers and organization_workers, a
- * page at a time (one multi-row statement per table). Each row is created once (its key decides); later
+ * batch (a page) at a time inside the engine's transaction (one multi-row statement per table). Each row is created once (its key decides); later
  * sightings only move `last_seen_at`. `xmax = 0` in RETURNING tells a fresh insert from a row that was
  * already there, in the same statement.
  */
 import type { Knex } from 'knex';
-import type { DirectoryEntry } from './normalise.js';
+import type { Batch, Outcome } from '../pipeline/run.js';
+import type { DirectoryEntry } from './map.js';
 
 export type RowOutcome = 'created' | 'existing';
 
@@ -16,8 +17,8 @@ export interface EntryOutcome {
 }
 
 export interface SaveOptions {
-  /** The run writing; 0 (a dry run) is stored as null. */
-  runId: number;
+  /** The run writing; null in a dry run. */
+  runId: number | null;
   now: Date;
 }
 
@@ -37,7 +38,7 @@ async function upsertOnce(
 ): Promise<Set<string>> {
   const created = new Set<string>();
   if (rows.length === 0) return created;
-  const runId = options.runId > 0 ? options.runId : null;
+  const runId = options.runId;
   const columns = [...Object.keys(rows[0]!), 'first_seen_at', 'last_seen_at', 'run_id', 'last_seen_run_id'];
   for (let i = 0; i < rows.length; i += CHUNK) {
     const chunk = rows.slice(i, i + CHUNK);
@@ -82,4 +83,18 @@ export async function saveEntries(trx: Knex.Transaction, entries: DirectoryEntry
     worker: outcome(workersCreated, workers, workerKey(e), e),
     link: outcome(linksCreated, links, linkKey(e), e),
   }));
+}
+
+/**
+ * A batch of entries for the engine: an entry that created any of its rows is `written`, one whose
+ * rows were all there already `unchanged`; `rows` says which of its three rows were created.
+ */
+export async function writeEntries(
+  trx: Knex.Transaction,
+  batch: Batch<DirectoryEntry, unknown>,
+  options: SaveOptions,
+): Promise<{ outcomes: Outcome[]; rows: EntryOutcome[] }> {
+  const rows = await saveEntries(trx, batch.items.map((item) => item.value), options);
+  const outcomes = rows.map((r): Outcome => (r.organization === 'created' || r.worker === 'created' || r.link === 'created' ? 'written' : 'unchanged'));
+  return { outcomes, rows };
 }

@@ -1,7 +1,12 @@
 /**
  * Maps export records to rows of `patients` and `appointments`, applying every rule of
- * src/appointments/rules.ts. Pure: `(record, now) → row | issues`, no I/O.
+ * src/appointments/rules.ts. Pure: `(record, now) → row | issues`, no I/O. `mapExportRecord` gives the
+ * same as the engine's MapResult, with the issues worded in the run's language.
  */
+import type { Lang } from '../i18n/catalogue.js';
+import { appointmentMessage } from '../i18n/appointments.js';
+import type { MapResult, RejectInfo } from '../pipeline/run.js';
+import type { ExportRecord } from './read.js';
 import {
   coercePostcode,
   effectiveStatus,
@@ -16,7 +21,7 @@ import {
   type Params,
   type ReasonCode,
   type RuleResult,
-} from '../appointments/rules.js';
+} from './rules.js';
 
 export interface PatientRow {
   nhs_number: string;
@@ -125,5 +130,76 @@ export function mapAppointment(record: unknown, now: Date): Mapped<AppointmentRo
       department: department!,
       postcode: postcode!,
     },
+  };
+}
+
+/** What the writer takes: a row, or a waiting appointment that no longer maps (its old reject is settled). */
+export type ExportRow =
+  | { kind: 'patient'; row: PatientRow }
+  | {
+      kind: 'appointment';
+      row: AppointmentRow;
+      /** The source said `active` and the run clock made it `missed`: counted when the row is written. */
+      markedMissed: boolean;
+      /** The status as the source wrote it, for the words of a refusal. */
+      sourceStatus?: string;
+      /** The `rejects` row it waited in. */
+      waiting?: number;
+    }
+  | { kind: 'refused'; reject: RejectInfo; waiting: number };
+
+/** The appointment's id as its record key, when it looks like one (never a patient identifier). */
+export function appointmentKey(value: unknown): string | undefined {
+  const id = asObject(value)?.id;
+  return typeof id === 'string' && id.length <= 64 ? id : undefined;
+}
+
+function sourceStatusOf(value: unknown): string | undefined {
+  const status = asObject(value)?.status;
+  return typeof status === 'string' ? status : undefined;
+}
+
+/** Every issue in the run's language, each after its field; the first one's code and field name the reject. */
+function issuesReject(record: ExportRecord, issues: Issue[], lang: Lang): RejectInfo {
+  return {
+    reason: issues[0]!.code,
+    field: issues[0]!.field,
+    message: issues.map((i) => `${i.field ? `${i.field}: ` : ''}${appointmentMessage(lang, i.code, i.params)}`).join('; '),
+    key: record.kind === 'appointments' ? appointmentKey(record.value) : undefined,
+    raw: record.value,
+    group: record.kind,
+  };
+}
+
+/**
+ * One record for the engine, as of `now`. Appointments are keyed by their id; patients by nothing (the
+ * NHS number is a patient identifier: it never names a record, and the writer keeps the last copy).
+ */
+export function mapExportRecord(record: ExportRecord, now: Date, lang: Lang): MapResult<ExportRow> {
+  if (record.kind === 'patients') {
+    const mapped = mapPatient(record.value, now);
+    if (!mapped.ok) return { ok: false, ...issuesReject(record, mapped.issues, lang) };
+    return { ok: true, value: { kind: 'patient', row: mapped.row }, group: 'patients', raw: record.value };
+  }
+  const mapped = mapAppointment(record.value, now);
+  if (!mapped.ok) {
+    const reject = issuesReject(record, mapped.issues, lang);
+    // A waiting appointment that no longer maps is rejected anew by the writer, which settles its old reject.
+    if (record.waiting !== undefined) return { ok: true, value: { kind: 'refused', reject, waiting: record.waiting }, key: reject.key, group: 'appointments', raw: record.value };
+    return { ok: false, ...reject };
+  }
+  const sourceStatus = sourceStatusOf(record.value);
+  return {
+    ok: true,
+    value: {
+      kind: 'appointment',
+      row: mapped.row,
+      markedMissed: mapped.row.status === 'missed' && sourceStatus === 'active',
+      sourceStatus,
+      waiting: record.waiting,
+    },
+    key: mapped.row.id,
+    group: 'appointments',
+    raw: record.value,
   };
 }

@@ -1,12 +1,15 @@
 /**
  * The directory reader: one CloudSearch search per call, through the shared HTTP retry layer
- * (503/429/timeouts/malformed bodies retried, Retry-After honoured). Knows nothing of Postgres.
+ * (503/429/timeouts/malformed bodies retried, Retry-After honoured), and the hits an import reads (one
+ * picked hit, one hit by its keys, or every page of a search, each page's end a checkpoint). Knows
+ * nothing of Postgres.
  */
 import { CarepipeError, isCarepipeError } from '../errors.js';
 import { parseJsonBody, request, type HttpResponse } from '../http/client.js';
 import type { HttpPolicy } from '../http/policy.js';
 import type { RetryEvent } from '../http/retry.js';
-import type { DirectoryHit } from './normalise.js';
+import type { ReadItem } from '../pipeline/run.js';
+import { displayFields, type DirectoryHit } from './map.js';
 import { buildSearchParams, searchUrl, type SearchOptions } from './query.js';
 import { maskUrl } from '../http/mask.js';
 
@@ -113,4 +116,72 @@ export class DirectoryClient {
       }
     }
   }
+}
+
+/** What an import reads: the hit numbered N in the search table, the hit with these keys, or every hit. */
+export type ImportMode = { pick: number } | { rpps: string; finess: string } | { all: true };
+
+/** The end of a page of hits: closes the batch, so a page is written whole or not at all. */
+export interface PageEnd {
+  /** The page's URL, safe to print. */
+  url: string;
+  /** Hits the search has in all. */
+  found: number;
+  /** Hits on this page. */
+  entries: number;
+  /** The number (from 1) of the page's last hit. */
+  throughEntry: number;
+}
+
+/**
+ * The hits an import reads, each with where it came from (the page's URL and its number in the search),
+ * then the page's end. A usage error when --pick or --rpps/--finess name no hit.
+ */
+export async function* readImportHits(
+  client: DirectoryClient,
+  mode: ImportMode,
+  search: SearchOptions,
+): AsyncGenerator<ReadItem<DirectoryHit, PageEnd>> {
+  if ('all' in mode) {
+    let entry = 0;
+    for await (const page of client.pages(search)) {
+      for (const hit of page.hits) yield { kind: 'record', record: hit, at: { source: page.url, entry: ++entry } };
+      yield { kind: 'checkpoint', state: { url: page.url, found: page.found, entries: page.hits.length, throughEntry: entry } };
+    }
+    return;
+  }
+  const { page, hit, entry } = 'pick' in mode ? await pickHit(client, mode.pick, search) : await hitByKeys(client, mode, search);
+  yield { kind: 'record', record: hit, at: { source: page.url, entry } };
+  yield { kind: 'checkpoint', state: { url: page.url, found: page.found, entries: 1, throughEntry: entry } };
+}
+
+async function pickHit(client: DirectoryClient, pick: number, search: SearchOptions): Promise<{ page: SearchPage; hit: DirectoryHit; entry: number }> {
+  if (!Number.isInteger(pick) || pick < 1) throw new CarepipeError('USAGE', '--pick must be a number from the search table (1, 2, …)');
+  let page: SearchPage;
+  let hit: DirectoryHit | undefined;
+  if (search.cursor !== undefined) {
+    // A cursor page has no absolute offset: N counts from its first row.
+    page = await client.search(search);
+    hit = page.hits[pick - 1];
+  } else {
+    page = await client.search({ ...search, start: pick - 1, size: 1, return: undefined });
+    hit = page.hits[0];
+  }
+  if (!hit) throw new CarepipeError('USAGE', `--pick ${pick}: the search has ${page.found} hit${page.found === 1 ? '' : 's'}`);
+  return { page, hit, entry: pick };
+}
+
+async function hitByKeys(
+  client: DirectoryClient,
+  keys: { rpps: string; finess: string },
+  search: SearchOptions,
+): Promise<{ page: SearchPage; hit: DirectoryHit; entry: number }> {
+  const page = await client.search({ ...search, rpps: keys.rpps, finess: keys.finess, start: undefined, cursor: undefined, size: 10, return: undefined });
+  // The filter is exact, but an analysed field could match loosely: keep the hit with these keys.
+  const hit = page.hits.find((h) => {
+    const f = displayFields(h);
+    return f.rpps_number === keys.rpps && f.finess?.toUpperCase() === keys.finess.toUpperCase();
+  });
+  if (!hit) throw new CarepipeError('USAGE', `no directory entry for rpps_number ${keys.rpps} at finess ${keys.finess}`);
+  return { page, hit, entry: 1 };
 }

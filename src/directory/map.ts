@@ -1,9 +1,12 @@
 /**
- * Hit normalisation, the directory's mapper: `(hit) → entry | issues`, pure. Values may come as
+ * Hit normalisation, the directory's mapper: `(hit) → entry | issues`, pure, and the same as the
+ * engine's MapResult (`mapHit`). Values may come as
  * strings, numbers or one-element arrays (CloudSearch's default JSON and its `format=sdk`); they all
  * become NFC strings, blanks become null, and keys are checked (rpps_number 11 digits, finess 9
  * characters) before anything is written.
  */
+import type { MapResult } from '../pipeline/run.js';
+import type { RejectReason } from '../pipeline/reasons.js';
 import { DIRECTORY_FIELDS, MANDATORY_FIELDS, type DirectoryField } from './fields.js';
 
 /** A hit as the directory sends it. */
@@ -51,7 +54,7 @@ export interface DirectoryEntry {
   link: LinkRecord;
 }
 
-export type IssueCode = 'MISSING_FIELD' | 'INVALID_RPPS' | 'INVALID_FINESS' | 'INVALID_VALUE' | 'MULTIPLE_VALUES';
+export type IssueCode = Extract<RejectReason, 'MISSING_FIELD' | 'INVALID_RPPS' | 'INVALID_FINESS' | 'INVALID_VALUE' | 'MULTIPLE_VALUES'>;
 
 export interface EntryIssue {
   field: string;
@@ -212,4 +215,25 @@ export function toEntry(hit: DirectoryHit): EntryResult {
     },
   };
   return { ok: true, entry };
+}
+
+/**
+ * One hit for the engine: its entry keyed by the worker at the organization (rpps_number and finess),
+ * or a reject with its first problem's code and field and every problem's message, keyed by the hit's id.
+ */
+export function mapHit(hit: DirectoryHit): MapResult<DirectoryEntry> {
+  const result = toEntry(hit);
+  if (result.ok) {
+    const { worker, organization } = result.entry;
+    return { ok: true, value: result.entry, key: `${worker.rpps_number}@${organization.finess}`, raw: hit };
+  }
+  const [first] = result.issues;
+  return {
+    ok: false,
+    reason: first!.reasonCode,
+    field: first!.field,
+    message: result.issues.map((i) => i.message).join('; '),
+    key: result.id,
+    raw: hit,
+  };
 }
