@@ -12,8 +12,8 @@ import type { Lang } from '../i18n/catalogue.js';
 import { appointmentMessage } from '../i18n/appointments.js';
 import { mapAppointment, mapPatient, type AppointmentRow, type Issue, type Mapped, type PatientRow } from '../mappers/appointments.js';
 import { detectExportKind, readExportRecords, type ExportKind } from '../readers/appointment-export.js';
-import { ReasonCodes } from '../readers/fhir-files.js';
-import { MAX_JSON_DEPTH } from '../readers/json-limits.js';
+import { ReasonCodes } from '../fhir/read/files.js';
+import { MAX_JSON_DEPTH } from '../io/json-limits.js';
 import { markMissed, writeAppointments, writePatients, type WriteContext } from '../writers/appointments.js';
 import { parseOffsetTimestamp, type ReasonCode } from './rules.js';
 

@@ -11,7 +11,7 @@ import { quoteIdent } from '../db/catalog.js';
 import type { RejectRecord, RunLedger } from '../db/ledger.js';
 import type { Reporter } from '../pipeline/reporter.js';
 import { readViewFile } from '../fhir/view/index.js';
-import { guardFormula, writeCsv, type Cell, type CsvFormat } from '../writers/csv.js';
+import { guardFormula, writeCsv, type Cell, type CsvFormat } from '../io/csv.js';
 import { writeFileAtomically } from '../io/output-file.js';
 import { formatPgText, type ValueKind } from './format.js';
 import { applyProfile, pseudonymiser, pseudonymSql, type BirthDateTreatment, type Profile, type ProfiledColumn } from './profile.js';

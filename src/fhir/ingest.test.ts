@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { RunLedger } from '../db/ledger.js';
-import { ensureFlatTable } from '../writers/flat-table.js';
+import { ensureFlatTable } from './write/flat-table.js';
 import { BACKENDS, useTestDatabase } from '../../test/helpers/db.js';
-import type { FhirItem } from './input.js';
+import type { FhirItem } from './read/item.js';
 import { ingestFhir, type IngestOptions } from './ingest.js';
 import { compileView } from './view/index.js';
 import { loadShippedViews, tableSpecOf, tablesOf } from './views.js';

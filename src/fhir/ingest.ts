@@ -16,11 +16,11 @@ import type { Knex } from 'knex';
 import type { DatabaseKind } from '../db/connection.js';
 import type { RejectRecord, RunLedger } from '../db/ledger.js';
 import { inRunTransaction } from '../db/transaction.js';
-import { isMappingIssue, mapResource, viewsByResourceType, type MappedResource } from '../mappers/fhir-views.js';
-import { replaceRecordRows, type RecordKey } from '../writers/flat-table.js';
-import { markDeleted, mergeDocuments } from '../writers/resource-store.js';
-import type { Row } from '../writers/json-rows.js';
-import type { FhirItem, Origin } from './input.js';
+import { isMappingIssue, mapResource, viewsByResourceType, type MappedResource } from './map.js';
+import { replaceRecordRows, type RecordKey } from './write/flat-table.js';
+import { markDeleted, mergeDocuments } from './write/resource-store.js';
+import type { Row } from '../io/json-rows.js';
+import type { FhirItem, Origin } from './read/item.js';
 import { tablesOf, type FlatView } from './views.js';
 
 export type CheckpointItem = Extract<FhirItem, { kind: 'checkpoint' }>;

@@ -7,7 +7,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CarepipeError } from '../errors.js';
-import type { TableColumn, TableSpec } from '../writers/flat-table.js';
+import type { TableColumn, TableSpec } from './write/flat-table.js';
 import { loadViewFile, type CompiledView } from './view/index.js';
 
 /**

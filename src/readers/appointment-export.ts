@@ -5,9 +5,9 @@
  */
 import { createReadStream } from 'node:fs';
 import StreamArray from 'stream-json/streamers/StreamArray.js';
-import { ReasonCodes } from './fhir-files.js';
+import { ReasonCodes } from '../fhir/read/files.js';
 import type { CarepipeError } from '../errors.js';
-import { exceedsJsonDepth, tooDeepMessage, Utf8Check } from './json-limits.js';
+import { exceedsJsonDepth, tooDeepMessage, Utf8Check } from '../io/json-limits.js';
 
 export type ExportKind = 'patients' | 'appointments';
 

@@ -13,12 +13,12 @@
  */
 import os from 'node:os';
 import type { Knex } from 'knex';
-import type { Database } from '../db/connection.js';
-import type { RunLedger } from '../db/ledger.js';
-import { claim, complete, enqueue, queueCounts, release, renew, type WorkUnit } from '../db/work-queue.js';
-import { CarepipeError } from '../errors.js';
-import type { FileFingerprint } from '../readers/fhir-files.js';
-import type { CheckpointHandler } from './ingest.js';
+import type { Database } from '../../db/connection.js';
+import type { RunLedger } from '../../db/ledger.js';
+import { claim, complete, enqueue, queueCounts, release, renew, type WorkUnit } from '../../db/work-queue.js';
+import { CarepipeError } from '../../errors.js';
+import type { FileFingerprint } from './files.js';
+import type { CheckpointHandler } from '../ingest.js';
 
 export interface QueueOptions {
   /** Name shared by the cooperating processes. */
@@ -53,7 +53,7 @@ export async function enqueueInputs(db: Database, inputs: readonly string[], cwd
       'shared ingest (--workers, --queue) needs a Postgres server (DATABASE_URL): the embedded database belongs to one process',
     );
   }
-  const { expandInputs } = await import('../readers/inputs.js');
+  const { expandInputs } = await import('../../io/inputs.js');
   const { stat } = await import('node:fs/promises');
   const files = await expandInputs(inputs, cwd);
   if (files.some((f) => f.path === undefined)) {

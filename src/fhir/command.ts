@@ -7,17 +7,17 @@ import type { Knex } from 'knex';
 import type { Database } from '../db/connection.js';
 import type { RunLedger } from '../db/ledger.js';
 import { CarepipeError, formatLocation } from '../errors.js';
-import type { FileFingerprint, ReadFhirFilesOptions } from '../readers/fhir-files.js';
+import type { FileFingerprint, ReadFhirFilesOptions } from './read/files.js';
 import { formatTable } from '../io/table.js';
 import type { Reporter } from '../pipeline/reporter.js';
-import { ensureFlatTable, refuseReservedTableName } from '../writers/flat-table.js';
+import { ensureFlatTable, refuseReservedTableName } from './write/flat-table.js';
 import { ensureHistory } from '../db/history.js';
 import { ensureCodingsExtras } from './codings.js';
-import type { FhirItem } from './input.js';
+import type { FhirItem } from './read/item.js';
 import { DEFAULT_BATCH_SIZE, ingestFhir, type CheckpointHandler, type IngestResult, type TypeCounts } from './ingest.js';
 import { flatView, loadShippedViews, tablesOf } from './views.js';
-import { claimFiles, enqueueInputs, workerName, type QueueOptions } from './ingest-queue.js';
-import { openServerSource, type ServerSource, type ServerSourceOptions } from './server-source.js';
+import { claimFiles, enqueueInputs, workerName, type QueueOptions } from './read/queue.js';
+import { openServerSource, type ServerSource, type ServerSourceOptions } from './read/server.js';
 
 export interface IngestFhirOptions {
   /** Files, folders, globs, `-` for stdin. */
@@ -28,9 +28,9 @@ export interface IngestFhirOptions {
   fullRefresh: boolean;
   batchSize?: number;
   dryRun: boolean;
-  /** Share the input with other processes through this work queue (see ingest-queue.ts). */
+  /** Share the input with other processes through this work queue (see read/queue.ts). */
   queue?: QueueOptions;
-  /** Pull from a FHIR server instead of reading `inputs` (see server-source.ts). */
+  /** Pull from a FHIR server instead of reading `inputs` (see read/server.ts). */
   server?: Omit<ServerSourceOptions, 'fullRefresh' | 'signal' | 'onRetry' | 'onProgress' | 'onWarning'>;
 }
 
@@ -50,7 +50,7 @@ export async function selectReader(
   options: Pick<IngestFhirOptions, 'inputs'>,
   context: Pick<ReadFhirFilesOptions, 'cwd' | 'stdin' | 'signal' | 'skip' | 'maxStdinBytes' | 'onWarning'>,
 ): Promise<{ items: AsyncIterable<FhirItem>; onCheckpoint: CheckpointHandler }> {
-  const { readFhirFiles } = await import('../readers/fhir-files.js');
+  const { readFhirFiles } = await import('./read/files.js');
   // Lossless: a decimal keeps its digits (`71.50`) on its way into a numeric column.
   return { items: readFhirFiles(options.inputs, { ...context, numbers: 'lossless' }), onCheckpoint: recordFileDone };
 }

@@ -10,8 +10,8 @@
  */
 import type { Knex } from 'knex';
 import type { RecordKey, TableColumn } from './flat-table.js';
-import type { DatabaseKind } from '../db/connection.js';
-import { RawJson, recordset, writeRows } from './json-rows.js';
+import type { DatabaseKind } from '../../db/connection.js';
+import { RawJson, recordset, writeRows } from '../../io/json-rows.js';
 
 export interface StoredDocument {
   type: string;

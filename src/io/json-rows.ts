@@ -10,7 +10,7 @@
 import type { Knex } from 'knex';
 import type { DatabaseKind } from '../db/connection.js';
 import { bulkInsert } from './copy.js';
-import type { TableColumn } from './flat-table.js';
+import type { TableColumn } from '../fhir/write/flat-table.js';
 
 /** Rows as objects keyed by column name; Buffers for bytea, plain JSON values for jsonb. */
 export type Row = Record<string, unknown>;

@@ -6,11 +6,11 @@ import { createHash } from 'node:crypto';
 import type { FhirResource } from 'fhir/r4.js';
 import { isLosslessNumber, stringify as stringifyLossless, type LosslessNumber } from 'lossless-json';
 import { isCarepipeError } from '../errors.js';
-import { firstInstantOf } from '../fhir/view/types.js';
-import type { FlatView } from '../fhir/views.js';
-import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN, ROW_INDEX_COLUMN } from '../writers/flat-table.js';
-import type { Row } from '../writers/json-rows.js';
-import type { StoredDocument } from '../writers/resource-store.js';
+import { firstInstantOf } from './view/types.js';
+import type { FlatView } from './views.js';
+import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN, ROW_INDEX_COLUMN } from './write/flat-table.js';
+import type { Row } from '../io/json-rows.js';
+import type { StoredDocument } from './write/resource-store.js';
 
 export interface MappedResource {
   document: Omit<StoredDocument, 'source'>;

@@ -27,14 +27,14 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip, gunzipSync } from 'node:zlib';
 import { isLosslessNumber, parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
 import type { FhirResource } from 'fhir/r4.js';
-import type { FhirItem, Origin } from '../fhir/input.js';
-import { CarepipeError } from '../errors.js';
-import { PRIVATE_FILE_MODE } from '../io/private-mode.js';
-import { makePrivateTempDir, removePrivateTempDir, removeStaleTempDirs } from '../io/private-temp.js';
-import { expandInputs, type InputFile } from './inputs.js';
-import { exceedsJsonDepth, exceedsJsonTextDepth, invalidUtf8Line, tooDeepMessage, Utf8Check } from './json-limits.js';
-import { jsonEvents } from './json-stream.js';
-import { readLines, splitLines } from './ndjson.js';
+import type { FhirItem, Origin } from './item.js';
+import { CarepipeError } from '../../errors.js';
+import { PRIVATE_FILE_MODE } from '../../io/private-mode.js';
+import { makePrivateTempDir, removePrivateTempDir, removeStaleTempDirs } from '../../io/private-temp.js';
+import { expandInputs, type InputFile } from '../../io/inputs.js';
+import { exceedsJsonDepth, exceedsJsonTextDepth, invalidUtf8Line, tooDeepMessage, Utf8Check } from '../../io/json-limits.js';
+import { jsonEvents } from '../../io/json-stream.js';
+import { readLines, splitLines } from '../../io/ndjson.js';
 
 /** What identifies the content of a file: a file seen again with the same fingerprint is unchanged. */
 export interface FileFingerprint {
