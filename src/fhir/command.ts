@@ -1,22 +1,25 @@
 /**
- * `carepipe ingest-fhir`: FHIR files (or, later, a server) into fhir_resources and the flat tables of
- * the shipped views plus the user's --view files. The command file wires flags to `runIngestFhir`.
+ * `carepipe ingest-fhir` on the engine (src/pipeline/run.ts): FHIR files, stdin, a server's search or
+ * Bulk Data export, or the files of a shared work queue (read/), through the views (map.ts), into
+ * fhir_resources and the flat tables of the shipped views plus the user's --view files (write/).
+ * The command file wires flags to `runIngestFhir`; the dry run and interruption are the engine's.
  */
 import type { Readable } from 'node:stream';
 import type { Knex } from 'knex';
-import type { Database } from '../db/connection.js';
+import type { Database, DatabaseKind } from '../db/connection.js';
 import type { RunLedger } from '../db/ledger.js';
-import { CarepipeError, formatLocation } from '../errors.js';
 import type { FileFingerprint, ReadFhirFilesOptions } from './read/files.js';
 import { formatTable } from '../io/table.js';
 import type { Reporter } from '../pipeline/reporter.js';
+import { run, type Counts, type Pipeline, type RunSummary, type StageContext } from '../pipeline/run.js';
 import { ensureFlatTable, refuseReservedTableName } from './write/flat-table.js';
 import { ensureHistory } from '../db/history.js';
 import { ensureCodingsExtras } from './codings.js';
-import type { FhirItem } from './read/item.js';
-import { DEFAULT_BATCH_SIZE, ingestFhir, type CheckpointHandler, type IngestResult, type TypeCounts } from './ingest.js';
-import { flatView, loadShippedViews, tablesOf } from './views.js';
-import { claimFiles, enqueueInputs, workerName, type QueueOptions } from './read/queue.js';
+import { fhirMapper, type FhirValue } from './map.js';
+import { engineItems, type CheckpointHandler, type FhirCheckpoint, type FhirRecord, type FhirReadItem } from './read/source.js';
+import { fhirWriter } from './write/batch.js';
+import { flatView, loadShippedViews, tablesOf, type FlatView } from './views.js';
+import { enqueueInputs, readQueue, workerName, type QueueOptions } from './read/queue.js';
 import { openServerSource, type ServerSource, type ServerSourceOptions } from './read/server.js';
 
 export interface IngestFhirOptions {
@@ -45,15 +48,17 @@ export interface IngestFhirDeps {
   maxStdinBytes?: number;
 }
 
-/** Where the resources come from: the one place `--server`/`--bulk` readers plug in. */
-export async function selectReader(
-  options: Pick<IngestFhirOptions, 'inputs'>,
-  context: Pick<ReadFhirFilesOptions, 'cwd' | 'stdin' | 'signal' | 'skip' | 'maxStdinBytes' | 'onWarning'>,
-): Promise<{ items: AsyncIterable<FhirItem>; onCheckpoint: CheckpointHandler }> {
-  const { readFhirFiles } = await import('./read/files.js');
-  // Lossless: a decimal keeps its digits (`71.50`) on its way into a numeric column.
-  return { items: readFhirFiles(options.inputs, { ...context, numbers: 'lossless' }), onCheckpoint: recordFileDone };
-}
+/**
+ * Resources per transaction, at most (a batch also ends at BATCH_JSON_LIMIT characters of resources,
+ * so memory stays bounded whatever the resources' size). 5,000 by default, by measurement: Synthea
+ * Observation + Encounter ndjson (14.5k resources) into Postgres on this 2-core machine under heavy
+ * shared load took 134.6 s at 100, 98.2 s at 1,000 and 75.2 s at 5,000 per batch, peak RSS 184, 211
+ * and 217 MB: each transaction has a fixed cost (round trips, the staging table, the commit's fsync)
+ * that larger batches amortise, and the byte limit keeps the memory cost of larger batches small.
+ */
+export const DEFAULT_BATCH_SIZE = 5000;
+/** Characters of resource JSON after which a batch is committed whatever its count: ~3 batches of this in memory. */
+export const BATCH_JSON_LIMIT = 16 * 1024 * 1024;
 
 /** Checkpoint handler of the file reader: the file is done, in the transaction of its last batch. */
 export const recordFileDone: CheckpointHandler = async (trx, checkpoint, runId) => {
@@ -71,6 +76,62 @@ async function filesDone(q: Knex | Knex.Transaction): Promise<Map<string, string
   return new Map(rows.map((r: { path: string; size: number; sha256: string }) => [r.path, `${r.size}:${r.sha256}`]));
 }
 
+export interface IngestPipelineOptions {
+  kind: DatabaseKind;
+  views: readonly FlatView[];
+  read: (ctx: StageContext) => AsyncIterable<FhirReadItem>;
+  batchSize?: number;
+  /** The schema new flat tables are created in (the FHIR schema); the search path's first when not given. */
+  schema?: string;
+  /** Before reading, after the tables exist (e.g. load what was done before). */
+  prepare?: (ctx: StageContext) => Promise<void>;
+}
+
+export interface IngestPipeline extends Pipeline<FhirRecord, FhirValue, FhirCheckpoint> {
+  /** Partial dates of the committed rows (see firstInstantOf). */
+  readonly partialDates: number;
+}
+
+/**
+ * The pipeline of ingest-fhir: `read` as given; map through the views; write into fhir_resources
+ * and the views' tables (created, or checked, first: a refused --view name leaves nothing behind).
+ */
+export function ingestPipeline(options: IngestPipelineOptions): IngestPipeline {
+  const tables = tablesOf(options.views);
+  const writer = fhirWriter(options.kind, options.views);
+  let lz4 = false;
+  return {
+    name: 'ingest-fhir',
+    read: options.read,
+    map: fhirMapper(options.views),
+    write: writer.write,
+    async prepare(ctx) {
+      const q = ctx.q;
+      // Every name is checked before any table is created, so a refused --view leaves nothing behind.
+      for (const table of tables) await refuseReservedTableName(q, table.table);
+      let created = false;
+      for (const table of tables) {
+        created = (await ensureFlatTable(q, table, options.schema)) === 'created' || created;
+        // a --view table created now gets row history like the shipped ones (a no-op once attached)
+        await ensureHistory(q, table.table);
+      }
+      // The codings table, when created here, gets its derived columns and the diseases view.
+      if (created) await ensureCodingsExtras(q as Knex);
+      // lz4 compresses large resources several times faster than Postgres' default pglz, where the server has it.
+      lz4 = options.kind === 'postgres' && (await hasLz4(q));
+      await options.prepare?.(ctx);
+    },
+    async begin(trx) {
+      if (lz4) await trx.raw(`set local default_toast_compression = 'lz4'`);
+    },
+    batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+    batchWeight: BATCH_JSON_LIMIT,
+    get partialDates() {
+      return writer.partialDates;
+    },
+  };
+}
+
 export interface IngestFhirOutcome {
   human: string;
   summary: Record<string, unknown>;
@@ -79,92 +140,38 @@ export interface IngestFhirOutcome {
 export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhirDeps): Promise<IngestFhirOutcome> {
   const { db, ledger, reporter } = deps;
   const views = [...loadShippedViews(), ...options.viewFiles.map((file) => flatView(file))];
-  const tables = tablesOf(views);
-  // A dry run does everything in one transaction rolled back at the end: exact counts, nothing kept.
-  const dryRun = options.dryRun ? await db.knex.transaction() : undefined;
-  const q = dryRun ?? db.knex;
-  let result: IngestResult;
   let skipped = 0;
+  let done = new Map<string, string>();
   let serverSource: ServerSource | undefined;
-  try {
-    // Every name is checked before any table is created, so a refused --view leaves nothing behind.
-    for (const table of tables) await refuseReservedTableName(q, table.table);
-    let created = false;
-    for (const table of tables) {
-      created = (await ensureFlatTable(q, table, db.schemas.fhir)) === 'created' || created;
-      // a --view table created now gets row history like the shipped ones (a no-op once attached)
-      await ensureHistory(q, table.table);
-    }
-    // The codings table, when created here, gets its derived columns and the diseases view.
-    if (created) await ensureCodingsExtras(q as Knex);
-    const done = options.fullRefresh ? new Map<string, string>() : await filesDone(q);
-    const skip = (file: FileFingerprint) => {
+  const fileOptions: ReadFhirFilesOptions = {
+    cwd: deps.cwd,
+    stdin: deps.stdin,
+    signal: deps.signal,
+    skip: (file: FileFingerprint) => {
       const same = done.get(file.path) === `${file.size}:${file.sha256}`;
       if (same) skipped += 1;
       return same;
-    };
-    await reporter.start('ingest-fhir: reading');
-    let shown = 0;
-    const load = (items: AsyncIterable<FhirItem>, onCheckpoint: CheckpointHandler) =>
-      ingestFhir(items, {
-        knex: db.knex,
-        kind: db.kind,
-        ledger,
-        views,
-        batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
-        onCheckpoint,
-        signal: deps.signal,
-        dryRunTransaction: dryRun,
-        onProgress: (p) => {
-          const rate = p.elapsedMs > 0 ? Math.round((p.read * 1000) / p.elapsedMs) : 0;
-          // A server's checkpoints are its pages (or, for an export, its types once done).
-          const unit = options.server ? (options.server.bulk ? 'types' : 'pages') : 'files';
-          reporter.progress(`ingest-fhir: ${p.checkpoints} ${unit}, ${p.read} resources, ${rate}/s${p.rejected ? `, ${p.rejected} rejected` : ''}`, {
-            [unit]: p.checkpoints,
-            resources: p.read,
-            per_second: rate,
-            rejected: p.rejected,
-          });
-        },
-        onReject: (r) => {
-          // The first few on stderr (where and why, never the record itself); all of them in `rejects`.
-          if (shown++ < 20) {
-            const where = formatLocation({ file: r.source, line: r.line, entry: r.entry, field: r.field });
-            reporter.warn('rejected', { message: `${where}: ${r.reasonCode}: ${r.message}` });
-          } else if (shown === 21) {
-            reporter.warn('rejected', { message: 'more rejects: see the rejects table' });
-          }
-        },
-      });
-    const context = {
-      cwd: deps.cwd,
-      stdin: deps.stdin,
-      signal: deps.signal,
-      skip,
-      maxStdinBytes: deps.maxStdinBytes,
-      onWarning: (message: string) => reporter.warn('input_skipped', { message }),
-    };
-    if (options.queue && !dryRun) {
-      await enqueueInputs(db, options.inputs, deps.cwd, options.queue);
-      result = emptyResult();
-      const worker = workerName();
-      ledger.details.worker = worker;
-      for await (const file of claimFiles(db.knex, ledger, { ...options.queue, worker, recordFileDone, signal: deps.signal })) {
-        try {
-          const reader = await selectReader({ inputs: [file.unit.unit_key] }, context);
-          const one = await load(reader.items, file.onCheckpoint);
-          await file.finish();
-          addResult(result, one);
-          if (one.interrupted) break;
-        } catch (err) {
-          await file.fail(err as Error).catch(() => undefined);
-          throw err;
-        } finally {
-          file.stop();
-        }
-      }
+    },
+    maxStdinBytes: deps.maxStdinBytes,
+    onWarning: (message: string) => reporter.warn('input_skipped', { message }),
+    // Lossless: a decimal keeps its digits (`71.50`) on its way into a numeric column.
+    numbers: 'lossless',
+  };
+  const readFiles = async function* (inputs: readonly string[]) {
+    const { readFhirFiles } = await import('./read/files.js');
+    yield* readFhirFiles(inputs, fileOptions);
+  };
+  const worker = options.queue && !options.dryRun ? workerName() : undefined;
+  const queue = options.queue && worker
+    ? readQueue(db.knex, ledger, { ...options.queue, worker, recordFileDone, signal: deps.signal }, (file) => readFiles([file]))
+    : undefined;
+
+  async function* read(ctx: StageContext): AsyncGenerator<FhirReadItem> {
+    if (queue) {
+      await enqueueInputs(db, options.inputs, deps.cwd, options.queue!);
+      yield* queue.items;
     } else if (options.server) {
-      serverSource = await openServerSource(q, {
+      serverSource = await openServerSource(ctx.q as Knex, {
         ...options.server,
         fullRefresh: options.fullRefresh,
         signal: deps.signal,
@@ -172,60 +179,77 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
         onProgress: (message) => reporter.progress(`ingest-fhir: ${message}`),
         onWarning: (message) => reporter.warn('server', { message }),
       });
-      result = await load(serverSource.items, serverSource.onCheckpoint);
+      yield* engineItems(serverSource.items, serverSource.onCheckpoint);
     } else {
-      const reader = await selectReader(options, context);
-      result = await load(reader.items, reader.onCheckpoint);
+      yield* engineItems(readFiles(options.inputs), recordFileDone);
     }
+  }
+
+  // A server's checkpoints are its pages (or, for an export, its types once done).
+  const unit = options.server ? (options.server.bulk ? 'types' : 'pages') : 'files';
+  const pipeline: IngestPipeline = ingestPipeline({
+    kind: db.kind,
+    views,
+    read,
+    batchSize: options.batchSize,
+    schema: db.schemas.fhir,
+    prepare: async (ctx) => {
+      if (!options.fullRefresh) done = await filesDone(ctx.q);
+    },
+  });
+  const describe = (s: RunSummary) => {
+    const rate = s.elapsedMs > 0 ? Math.round((s.read * 1000) / s.elapsedMs) : 0;
+    return {
+      text: `ingest-fhir: ${s.checkpoints} ${unit}, ${s.read} resources, ${rate}/s${s.rejected ? `, ${s.rejected} rejected` : ''}`,
+      fields: { [unit]: s.checkpoints, resources: s.read, per_second: rate, rejected: s.rejected },
+    };
+  };
+  await reporter.start('ingest-fhir: reading');
+  if (worker) ledger.details.worker = worker;
+  let summary: RunSummary | undefined;
+  let failure: Error | undefined;
+  try {
+    summary = await run({ ...pipeline, describe }, { knex: db.knex, ledger, signal: deps.signal, dryRun: options.dryRun, reporter, groupsDetail: 'types' });
+  } catch (err) {
+    failure = err as Error;
+    throw err;
   } finally {
-    await dryRun?.rollback().catch(() => undefined);
+    await queue?.settle(failure);
+    const groups = (ledger.details.types ?? {}) as Record<string, Counts>;
+    ledger.details.deleted = Object.values(groups).reduce((n, c) => n + c.deleted, 0);
+    ledger.details.partial_dates = pipeline.partialDates;
+    if (serverSource) {
+      const st = serverSource.stats;
+      ledger.details.server = { requests: st.requests, pages: st.pages, files: st.files, retries: st.retries, token_refreshes: st.tokenRefreshes };
+    } else {
+      ledger.details.files = { loaded: summary?.checkpoints ?? 0, skipped };
+    }
   }
-  const files = { loaded: result.checkpoints, skipped };
-  ledger.details.types = result.types;
-  ledger.details.deleted = result.totals.deleted;
-  ledger.details.partial_dates = result.partialDates;
-  if (serverSource) {
-    const st = serverSource.stats;
-    ledger.details.server = { requests: st.requests, pages: st.pages, files: st.files, retries: st.retries, token_refreshes: st.tokenRefreshes };
-  } else {
-    ledger.details.files = files;
-  }
-  if (result.interrupted) {
-    throw new CarepipeError('INTERRUPTED', `interrupted after ${result.totals.read} resources; every committed batch is kept, run the same command again to finish`);
-  }
-  const human = summaryText(result, serverSource ? undefined : files, options.dryRun);
+  const files = { loaded: summary.checkpoints, skipped };
+  const human = summaryText(summary, pipeline.partialDates, serverSource ? undefined : files, options.dryRun);
   if (!serverSource) return { human, summary: {} };
   const st = serverSource.stats;
   const what = st.files ? `${st.files} export files` : `${st.pages} pages`;
   return { human: `${human}server: ${st.requests} requests, ${what}, ${st.retries} retries, ${st.tokenRefreshes} token refreshes\n`, summary: {} };
 }
 
-function emptyResult(): IngestResult {
-  return { types: {}, totals: { read: 0, written: 0, unchanged: 0, rejected: 0, deleted: 0 }, checkpoints: 0, partialDates: 0, interrupted: false };
+async function hasLz4(knex: Knex | Knex.Transaction): Promise<boolean> {
+  const { rows } = await knex.raw<{ rows: unknown[] }>(
+    `select 1 from pg_settings where name = 'default_toast_compression' and 'lz4' = any(enumvals)`,
+  );
+  return rows.length > 0;
 }
 
-/** Adds the result of one file to the run's. */
-function addResult(into: IngestResult, one: IngestResult): void {
-  for (const [type, counts] of Object.entries(one.types)) {
-    const t = (into.types[type] ??= { read: 0, written: 0, unchanged: 0, rejected: 0, deleted: 0 });
-    for (const k of Object.keys(counts) as (keyof TypeCounts)[]) t[k] += counts[k];
-  }
-  for (const k of Object.keys(one.totals) as (keyof TypeCounts)[]) into.totals[k] += one.totals[k];
-  into.checkpoints += one.checkpoints;
-  into.partialDates += one.partialDates;
-  into.interrupted ||= one.interrupted;
-}
-
-function summaryText(result: IngestResult, files: { loaded: number; skipped: number } | undefined, dryRun: boolean): string {
-  const row = (type: string, c: TypeCounts) => [type, c.read, c.written, c.unchanged, c.rejected, c.deleted];
-  const types = Object.keys(result.types).sort();
+function summaryText(result: RunSummary, partialDates: number, files: { loaded: number; skipped: number } | undefined, dryRun: boolean): string {
+  const row = (type: string, c: Counts) => [type, c.read, c.written, c.unchanged, c.rejected, c.deleted];
+  const types = Object.keys(result.groups).sort();
   const table = formatTable(
     ['resource type', 'read', 'written', 'unchanged', 'rejected', 'deleted'],
-    [...types.map((t) => row(t, result.types[t]!)), row('total', result.totals)],
+    [...types.map((t) => row(t, result.groups[t]!)), row('total', result)],
   );
   const fileLine = files ? `files: ${files.loaded} loaded, ${files.skipped} skipped (unchanged since they were loaded)\n` : '';
-  const partialLine = result.partialDates > 0
-    ? `partial dates: ${result.partialDates} (a year, a month or a day without its time), stored as the first instant of their period\n`
+  const partialLine = partialDates > 0
+    ? `partial dates: ${partialDates} (a year, a month or a day without its time), stored as the first instant of their period\n`
     : '';
   return `${table}${fileLine}${partialLine}${dryRun ? 'dry run: nothing was written\n' : ''}`;
 }

@@ -13,7 +13,7 @@ import type { RunLedger } from '../db/ledger.js';
 import { queueCounts } from '../db/work-queue.js';
 import { CarepipeError, ExitCode } from '../errors.js';
 import type { Reporter } from '../pipeline/reporter.js';
-import type { TypeCounts } from './ingest.js';
+import type { Counts as TypeCounts } from '../pipeline/run.js';
 
 export interface WorkerPlan {
   workers: number;
