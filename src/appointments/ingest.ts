@@ -12,7 +12,7 @@ import type { Lang } from '../i18n/catalogue.js';
 import { appointmentMessage } from '../i18n/appointments.js';
 import { mapAppointment, mapPatient, type AppointmentRow, type Issue, type Mapped, type PatientRow } from '../mappers/appointments.js';
 import { detectExportKind, readExportRecords, type ExportKind } from '../readers/appointment-export.js';
-import { ReasonCodes } from '../fhir/read/files.js';
+import { RejectReasons as ReasonCodes } from '../pipeline/reasons.js';
 import { MAX_JSON_DEPTH } from '../io/json-limits.js';
 import { markMissed, writeAppointments, writePatients, type WriteContext } from '../writers/appointments.js';
 import { parseOffsetTimestamp, type ReasonCode } from './rules.js';

@@ -5,7 +5,7 @@
  */
 import { createReadStream } from 'node:fs';
 import StreamArray from 'stream-json/streamers/StreamArray.js';
-import { ReasonCodes } from '../fhir/read/files.js';
+import { RejectReasons as ReasonCodes } from '../pipeline/reasons.js';
 import type { CarepipeError } from '../errors.js';
 import { exceedsJsonDepth, tooDeepMessage, Utf8Check } from '../io/json-limits.js';
 

@@ -12,7 +12,7 @@ import { readText } from '../../http/client.js';
 import { checkOrigin, type HttpPolicy } from '../../http/policy.js';
 import { backoffMs, DEFAULT_RETRY, RetryableError } from '../../http/retry.js';
 import type { FhirItem } from './item.js';
-import { ReasonCodes } from './files.js';
+import { RejectReasons as ReasonCodes } from '../../pipeline/reasons.js';
 import { exceedsJsonDepth, tooDeepMessage } from '../../io/json-limits.js';
 import { readLines } from '../../io/ndjson.js';
 import { classify, emptyServerStats, HttpStatusError, interruptedError, serverCall, type ServerCallOptions, type ServerReadStats } from '../client/call.js';

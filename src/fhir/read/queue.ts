@@ -17,7 +17,7 @@ import type { Database } from '../../db/connection.js';
 import type { RunLedger } from '../../db/ledger.js';
 import { claim, complete, enqueue, queueCounts, release, renew, type WorkUnit } from '../../db/work-queue.js';
 import { CarepipeError } from '../../errors.js';
-import type { FileFingerprint } from './files.js';
+import type { FileFingerprint } from './format.js';
 import { engineItems, type CheckpointHandler, type FhirReadItem } from './source.js';
 import type { FhirItem } from './item.js';
 
@@ -194,5 +194,3 @@ export function readQueue(
     },
   };
 }
-
-export type { FileFingerprint };

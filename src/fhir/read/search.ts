@@ -12,7 +12,7 @@ import { fetchBundleOnce, searchPages, searchUrl } from '../client/search.js';
 import type { FhirItem } from './item.js';
 import { emptyServerStats, HttpStatusError, serverCall, type ServerCallOptions, type ServerReadStats } from '../client/call.js';
 import { maskUrl } from '../../http/mask.js';
-import { ReasonCodes } from './files.js';
+import { RejectReasons as ReasonCodes } from '../../pipeline/reasons.js';
 import { exceedsJsonDepth, tooDeepMessage } from '../../io/json-limits.js';
 
 /** What is remembered per server and type between runs (table fhir_sync_state). */
