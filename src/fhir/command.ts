@@ -9,7 +9,7 @@ import type { Knex } from 'knex';
 import type { Database, DatabaseKind } from '../db/connection.js';
 import type { RunLedger } from '../db/ledger.js';
 import type { FileFingerprint } from './read/format.js';
-import type { ReadFhirFilesOptions } from './read/files.js';
+import { readFhirFiles, type ReadFhirFilesOptions } from './read/files.js';
 import { formatTable } from '../io/table.js';
 import type { Reporter } from '../pipeline/reporter.js';
 import { run, type Counts, type Pipeline, type RunSummary, type StageContext } from '../pipeline/run.js';
@@ -158,32 +158,32 @@ export async function runIngestFhir(options: IngestFhirOptions, deps: IngestFhir
     // Lossless: a decimal keeps its digits (`71.50`) on its way into a numeric column.
     numbers: 'lossless',
   };
-  const readFiles = async function* (inputs: readonly string[]) {
-    const { readFhirFiles } = await import('./read/files.js');
-    yield* readFhirFiles(inputs, fileOptions);
-  };
   const worker = options.queue && !options.dryRun ? workerName() : undefined;
   const queue = options.queue && worker
-    ? readQueue(db.knex, ledger, { ...options.queue, worker, recordFileDone, signal: deps.signal }, (file) => readFiles([file]))
+    ? readQueue(db.knex, ledger, { ...options.queue, worker, recordFileDone, signal: deps.signal }, (file) => readFhirFiles([file], fileOptions))
     : undefined;
 
-  async function* read(ctx: StageContext): AsyncGenerator<FhirReadItem> {
-    if (queue) {
-      await enqueueInputs(db, options.inputs, deps.cwd, options.queue!);
-      yield* queue.items;
-    } else if (options.server) {
-      serverSource = await openServerSource(ctx.q as Knex, {
-        ...options.server,
-        fullRefresh: options.fullRefresh,
-        signal: deps.signal,
-        onRetry: (e) => reporter.info('retry', { message: `${e.what}: ${e.reason}; attempt ${e.attempt}, next in ${e.waitMs} ms` }),
-        onProgress: (message) => reporter.progress(`ingest-fhir: ${message}`),
-        onWarning: (message) => reporter.warn('server', { message }),
-      });
-      yield* engineItems(serverSource.items, serverSource.onCheckpoint);
-    } else {
-      yield* engineItems(readFiles(options.inputs), recordFileDone);
-    }
+  // Each layer of async generators costs every resource a few promise turns: files and the queue
+  // hand the reader's items to the engine with one layer between them.
+  function read(ctx: StageContext): AsyncIterable<FhirReadItem> {
+    if (queue) return queueItems();
+    if (options.server) return serverItems(ctx);
+    return engineItems(readFhirFiles(options.inputs, fileOptions), recordFileDone);
+  }
+  async function* queueItems(): AsyncGenerator<FhirReadItem> {
+    await enqueueInputs(db, options.inputs, deps.cwd, options.queue!);
+    yield* queue!.items;
+  }
+  async function* serverItems(ctx: StageContext): AsyncGenerator<FhirReadItem> {
+    serverSource = await openServerSource(ctx.q as Knex, {
+      ...options.server!,
+      fullRefresh: options.fullRefresh,
+      signal: deps.signal,
+      onRetry: (e) => reporter.info('retry', { message: `${e.what}: ${e.reason}; attempt ${e.attempt}, next in ${e.waitMs} ms` }),
+      onProgress: (message) => reporter.progress(`ingest-fhir: ${message}`),
+      onWarning: (message) => reporter.warn('server', { message }),
+    });
+    yield* engineItems(serverSource.items, serverSource.onCheckpoint);
   }
 
   // A server's checkpoints are its pages (or, for an export, its types once done).
