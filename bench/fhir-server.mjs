@@ -7,8 +7,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { readFhirSearch } = await import(path.join(root, 'dist/src/readers/fhir-search.js'));
-const { readFhirBulk } = await import(path.join(root, 'dist/src/readers/fhir-bulk.js'));
+const { readFhirSearch } = await import(path.join(root, 'dist/src/fhir/read/search.js'));
+const { readFhirBulk } = await import(path.join(root, 'dist/src/fhir/read/bulk.js'));
 const { createFhirAuth } = await import(path.join(root, 'dist/src/fhir/client/auth.js'));
 
 const types = ['Patient', 'Encounter', 'Observation'];

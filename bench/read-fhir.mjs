@@ -17,7 +17,7 @@ const root = path.resolve(here, '..');
 
 if (process.argv[2] === '--child') {
   // Child: read one file, report figures as JSON.
-  const { readFhirFiles } = await import(path.join(root, 'dist/src/readers/fhir-files.js'));
+  const { readFhirFiles } = await import(path.join(root, 'dist/src/fhir/read/files.js'));
   const started = process.hrtime.bigint();
   const counts = { resource: 0, invalid: 0, delete: 0, checkpoint: 0 };
   let urn = 0;

@@ -18,7 +18,7 @@ const secondsAt = args.indexOf('--seconds');
 const minSeconds = secondsAt >= 0 ? Number(args.splice(secondsAt, 2)[1]) : 3;
 const dataDir = args[0] ?? path.resolve(root, '..', 'shared', 'fhir', 'synthea-bulk');
 
-const { readFhirFiles } = await import(path.join(root, 'dist/src/readers/fhir-files.js'));
+const { readFhirFiles } = await import(path.join(root, 'dist/src/fhir/read/files.js'));
 const { compileView } = await import(path.join(root, 'dist/src/fhir/view/index.js'));
 
 const shipped = path.join(root, 'views');

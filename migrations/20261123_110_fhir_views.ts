@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { loadShippedViews, tablesOf } from '../src/fhir/views.js';
-import { ensureFlatTable, type TableSpec } from '../src/writers/flat-table.js';
+import { ensureFlatTable, type TableSpec } from '../src/fhir/write/flat-table.js';
 
 /**
  * The views this migration creates tables for, named so that views shipped later (with their own

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { ensureHistory } from '../src/db/history-legacy.js';
 import { ensureCodingsExtras } from '../src/fhir/codings.js';
 import { loadShippedViews, tablesOf } from '../src/fhir/views.js';
-import { ensureFlatTable, type TableSpec } from '../src/writers/flat-table.js';
+import { ensureFlatTable, type TableSpec } from '../src/fhir/write/flat-table.js';
 
 /** The views whose tables this migration creates (110 creates the per-resource ones). */
 export const VIEW_FILES = [

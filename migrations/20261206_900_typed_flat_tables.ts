@@ -12,7 +12,7 @@ import {
   retypeTextColumn,
   ROW_INDEX_COLUMN,
   type TableSpec,
-} from '../src/writers/flat-table.js';
+} from '../src/fhir/write/flat-table.js';
 
 /**
  * Flat tables an analyst can use as they are (issue 19):

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { attachHistory, createHistoryFunctions } from '../src/db/history-legacy.js';
 import { SCHEMA_ROLES, TABLE_SCHEMAS, schemaLayout, searchPath, type SchemaLayout } from '../src/db/schemas.js';
-import { ensureFlatTable, fromTextSql } from '../src/writers/flat-table.js';
+import { ensureFlatTable, fromTextSql } from '../src/fhir/write/flat-table.js';
 import { IMAGING_STUDIES } from './20261123_620_clinical_view_tables.js';
 
 /**

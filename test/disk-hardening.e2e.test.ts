@@ -346,7 +346,7 @@ describe.each(BACKENDS)('inputs, outputs and the terminal on %s', (backend) => {
     const result = await runShell(`script -qec ${quote(`env ${env} timeout --preserve-status -s INT 8 ${ingest}`)} /dev/null`, { cwd: ctx.test.tmp, timeoutMs: 90_000 });
     expect(result.code).toBe(130);
     expect(result.stdout).toContain('SIGINT: stopping after the current batch');
-    expect(result.stdout).toMatch(/interrupted after \d+ resources/);
+    expect(result.stdout).toMatch(/interrupted after \d+ records/);
     expect(result.ms).toBeLessThan(60_000);
   });
 });

@@ -9,10 +9,10 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFhirServer, type FhirServer, type FhirServerOptions } from '../fixtures/fhir-server.js';
 import { createFhirAuth, type FhirAuthConfig } from '../src/fhir/client/auth.js';
-import type { FhirItem } from '../src/fhir/input.js';
-import { readFhirBulk } from '../src/readers/fhir-bulk.js';
+import type { FhirItem } from '../src/fhir/read/item.js';
+import { readFhirBulk } from '../src/fhir/read/bulk.js';
 import { emptyServerStats } from '../src/fhir/client/call.js';
-import { readFhirSearch, searchCheckpointKey, type SearchReaderOptions, type SearchState } from '../src/readers/fhir-search.js';
+import { readFhirSearch, searchCheckpointKey, type SearchReaderOptions, type SearchState } from '../src/fhir/read/search.js';
 import { writeSampleData, type SampleData } from './helpers/fhir-data.js';
 
 const TYPES = ['Patient', 'Encounter', 'Observation'];

@@ -156,7 +156,8 @@ describe.each(BACKENDS)('carepipe ingest-fhir on %s', (backend) => {
     const result = await ingest('fixtures/fhir/malformed');
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('fixtures/fhir/malformed/invalid-json-line.ndjson:2: INVALID_JSON');
-    expect(result.stderr).toContain('wrong-type-birthdate.ndjson:2 field patient.birth_date: WRONG_TYPE');
+    // the engine's reject line names the record (its resource id) too
+    expect(result.stderr).toContain('wrong-type-birthdate.ndjson:2 record Patient/mal-type-2 field patient.birth_date: WRONG_TYPE');
     expect(result.stdout).toMatch(/^total\s+18\s+12\s+0\s+6\s+0$/m);
     await withDb(ctx.test, async (knex) => {
       const rejects = await knex('rejects').select('source', 'line', 'entry', 'reason_code', 'field').orderBy('source');

@@ -54,7 +54,7 @@ async function generate(file: string, kind: 'bundle' | 'ndjson'): Promise<number
 
 function readInChild(file: string): { code: number | null; stdout: string; stderr: string } {
   const script = `
-    const { readFhirFiles } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/readers/fhir-files.js'))});
+    const { readFhirFiles } = await import(${JSON.stringify(path.join(REPO_ROOT, 'dist/src/fhir/read/files.js'))});
     const counts = { resource: 0, invalid: 0, resolved: 0 };
     for await (const item of readFhirFiles([${JSON.stringify(file)}])) {
       if (item.kind === 'resource') {

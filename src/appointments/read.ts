@@ -8,11 +8,11 @@
 import { createReadStream } from 'node:fs';
 import type { Knex } from 'knex';
 import StreamArray from 'stream-json/streamers/StreamArray.js';
-import { ReasonCodes } from '../readers/fhir-files.js';
+import { RejectReasons } from '../pipeline/reasons.js';
 import type { CarepipeError } from '../errors.js';
 import type { Lang } from '../i18n/catalogue.js';
 import { appointmentMessage } from '../i18n/appointments.js';
-import { exceedsJsonDepth, MAX_JSON_DEPTH, tooDeepMessage, Utf8Check } from '../readers/json-limits.js';
+import { exceedsJsonDepth, MAX_JSON_DEPTH, tooDeepMessage, Utf8Check } from '../io/json-limits.js';
 import type { Location, ReadItem } from '../pipeline/run.js';
 
 export type ExportKind = 'patients' | 'appointments';
@@ -24,7 +24,7 @@ export type ExportKind = 'patients' | 'appointments';
  */
 export type ExportItem =
   | { kind: 'record'; entry: number; value: unknown }
-  | { kind: 'invalid'; entry: number; detail: string; reasonCode?: typeof ReasonCodes.TOO_DEEP | typeof ReasonCodes.INVALID_UTF8; line?: number };
+  | { kind: 'invalid'; entry: number; detail: string; reasonCode?: typeof RejectReasons.TOO_DEEP | typeof RejectReasons.INVALID_UTF8; line?: number };
 
 /**
  * Every element of the JSON array in `file`, in order. Bytes that are not UTF-8 or a syntax error end
@@ -42,7 +42,7 @@ export async function* readExportRecords(file: string): AsyncGenerator<ExportIte
     for await (const element of stream as AsyncIterable<{ key: number; value: unknown }>) {
       entry = element.key + 1;
       if (exceedsJsonDepth(element.value)) {
-        yield { kind: 'invalid', entry: element.key, detail: tooDeepMessage(), reasonCode: ReasonCodes.TOO_DEEP };
+        yield { kind: 'invalid', entry: element.key, detail: tooDeepMessage(), reasonCode: RejectReasons.TOO_DEEP };
         continue;
       }
       yield { kind: 'record', entry: element.key, value: element.value };
@@ -60,7 +60,7 @@ export async function* readExportRecords(file: string): AsyncGenerator<ExportIte
 }
 
 function utf8Invalid(entry: number, failure: CarepipeError): ExportItem {
-  return { kind: 'invalid', entry, detail: failure.message, reasonCode: ReasonCodes.INVALID_UTF8, line: failure.context.line! };
+  return { kind: 'invalid', entry, detail: failure.message, reasonCode: RejectReasons.INVALID_UTF8, line: failure.context.line! };
 }
 
 /** What a record is, from its fields: a patient has `nhs_number`, an appointment has `patient`. */
@@ -80,7 +80,7 @@ export async function detectExportKind(
 ): Promise<{ kind: ExportKind | 'empty' | 'unknown' } | { kind: 'invalid'; detail: string; reasonCode?: string; line?: number }> {
   for await (const item of readExportRecords(file)) {
     // A first record nested too deep says nothing of the file: the next one may.
-    if (item.kind === 'invalid' && item.reasonCode === ReasonCodes.TOO_DEEP) continue;
+    if (item.kind === 'invalid' && item.reasonCode === RejectReasons.TOO_DEEP) continue;
     if (item.kind === 'invalid') return { kind: 'invalid', detail: item.detail, ...(item.reasonCode ? { reasonCode: item.reasonCode, line: item.line } : {}) };
     return { kind: recordKind(item.value) ?? 'unknown' };
   }
@@ -132,7 +132,7 @@ export async function* readExports(options: ReadExportsOptions, q: Knex | Knex.T
     const detected = await detectExportKind(file);
     options.onFile?.(file, detected.kind);
     if (detected.kind === 'patients' || detected.kind === 'appointments') byKind[detected.kind].push(file);
-    else if (detected.kind === 'invalid' && detected.reasonCode === ReasonCodes.INVALID_UTF8) {
+    else if (detected.kind === 'invalid' && detected.reasonCode === RejectReasons.INVALID_UTF8) {
       const line = detected.line ?? 1;
       yield { kind: 'invalid', at: { source: file, line }, reject: { reason: 'INVALID_UTF8', message: appointmentMessage(lang, 'INVALID_UTF8', { line }) } };
     } else if (detected.kind === 'invalid') {
@@ -162,9 +162,9 @@ async function* readFile(file: string, kind: ExportKind, lang: Lang): AsyncGener
     const at: Location = { source: file, entry: item.entry };
     if (item.kind === 'record') {
       yield { kind: 'record', record: { kind, value: item.value }, at };
-    } else if (item.reasonCode === ReasonCodes.TOO_DEEP) {
+    } else if (item.reasonCode === RejectReasons.TOO_DEEP) {
       yield { kind: 'invalid', at, reject: { reason: 'TOO_DEEP', message: appointmentMessage(lang, 'TOO_DEEP', { limit: MAX_JSON_DEPTH }) } };
-    } else if (item.reasonCode === ReasonCodes.INVALID_UTF8) {
+    } else if (item.reasonCode === RejectReasons.INVALID_UTF8) {
       const line = item.line ?? 1;
       yield { kind: 'invalid', at: { source: file, line }, reject: { reason: 'INVALID_UTF8', message: appointmentMessage(lang, 'INVALID_UTF8', { line }) } };
       return;

@@ -11,7 +11,7 @@ import type { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CarepipeError, isCarepipeError } from '../errors.js';
 import type { SqlColumn, SqlOutcome, SqlRow, SqlSink } from '../db/sql.js';
-import { csvTransform, guardFormula } from '../writers/csv.js';
+import { csvTransform, guardFormula } from '../io/csv.js';
 import type { CliState, CommandContext, CommandOutcome } from './common.js';
 import { formatTable } from './output.js';
 

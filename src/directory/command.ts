@@ -5,7 +5,7 @@
  */
 import type { Writable } from 'node:stream';
 import type { Knex } from 'knex';
-import { csvRecord } from '../writers/csv.js';
+import { csvRecord } from '../io/csv.js';
 import { setting, type Settings } from '../config.js';
 import { CarepipeError } from '../errors.js';
 import type { RetryEvent } from '../http/retry.js';

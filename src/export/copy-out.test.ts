@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../test/helpers/db.js';
 import type { Database } from '../db/connection.js';
-import { writeCsv, type CsvFormat } from '../writers/csv.js';
+import { writeCsv, type CsvFormat } from '../io/csv.js';
 import { copyCsv, copyWrites, CsvRecords, withSettings } from './copy-out.js';
 import { ReadTransaction } from './query.js';
 

@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Knex } from 'knex';
 import { quoteIdent } from '../db/catalog.js';
 import { CarepipeError } from '../errors.js';
-import type { CsvFormat } from '../writers/csv.js';
+import type { CsvFormat } from '../io/csv.js';
 import { literal } from './cell-sql.js';
 import type { SqlQuery } from './query.js';
 

@@ -47,7 +47,7 @@ describe('FHIR elements of view paths', () => {
 
 describe('every exportable column', () => {
   it('gets its FHIR element’s treatment in every table, view and computed source', async () => {
-    const { loadSources, viewsDir } = await import('./sources.js');
+    const [{ loadSources }, { viewsDir }] = await Promise.all([import('./sources.js'), import('../fhir/views-dir.js')]);
     const { researchColumns } = await import('./view-tags.js');
     const { readdirSync, readFileSync } = await import('node:fs');
     const path = await import('node:path');

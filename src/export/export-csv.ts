@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import type { Knex } from 'knex';
 import type { RunLedger } from '../db/ledger.js';
 import type { Reporter } from '../pipeline/reporter.js';
-import type { CsvFormat } from '../writers/csv.js';
+import type { CsvFormat } from '../io/csv.js';
 import type { BirthDateTreatment, Profile } from './profile.js';
 import { parseCondition } from './query.js';
 import type { ExportParams, SourceDeclaration } from './treatments.js';

@@ -9,7 +9,7 @@ import type { Writable } from 'node:stream';
 import type { Knex } from 'knex';
 import { CarepipeError } from '../errors.js';
 import { quoteIdent } from '../db/catalog.js';
-import type { Cell } from '../writers/csv.js';
+import type { Cell } from '../io/csv.js';
 import { applyProfile, pseudonymiser, pseudonymSql } from './profile.js';
 import { buildSelect, parseCondition, ReadTransaction, userErrorFromDatabase, type Condition, type Field, type SqlQuery } from './query.js';
 import { loadSources } from './sources.js';

@@ -8,7 +8,7 @@ import { parse as parseLossless, stringify as stringifyLossless } from 'lossless
 import { isCarepipeError } from '../errors.js';
 import type { RejectRecord } from '../db/ledger.js';
 import { readViewFile } from '../fhir/view/index.js';
-import type { Cell } from '../writers/csv.js';
+import type { Cell } from '../io/csv.js';
 import type { ValueKind } from './format.js';
 import { applyProfile, pseudonymSql } from './profile.js';
 import { ReadTransaction, userErrorFromDatabase, type Condition, type SqlQuery } from './query.js';

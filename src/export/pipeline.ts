@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { CarepipeError } from '../errors.js';
 import type { Reporter } from '../pipeline/reporter.js';
-import { guardFormula, writeCsv, type Cell } from '../writers/csv.js';
+import { guardFormula, writeCsv, type Cell } from '../io/csv.js';
 import { writeFileAtomically } from '../io/output-file.js';
 import { formatPgText, type ValueKind } from './format.js';
 import type { ProfiledColumn } from './profile.js';

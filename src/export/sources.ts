@@ -6,9 +6,7 @@
  * A domain adds ONE line to DOMAINS below, loading its `src/<domain>/export.ts` (lazily: the CLI
  * starts without loading every domain).
  */
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { viewsDir } from '../fhir/views-dir.js';
 import type { SourceDeclaration } from './treatments.js';
 import { viewSources } from './view-tags.js';
 
@@ -97,16 +95,6 @@ export const coreSources: SourceDeclaration[] = [
     },
   },
 ];
-
-/** The package's top-level `views/` folder, from src/ (tests) or dist/src/ (the built CLI). */
-export function viewsDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i += 1) {
-    if (existsSync(path.join(dir, 'package.json'))) return path.join(dir, 'views');
-    dir = path.dirname(dir);
-  }
-  return path.resolve('views');
-}
 
 /**
  * Every declared source, by name. A domain's own declaration of a table wins over the one derived

@@ -2,7 +2,8 @@ import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { coreSources, viewsDir } from './sources.js';
+import { viewsDir } from '../fhir/views-dir.js';
+import { coreSources } from './sources.js';
 import { researchTreatments, viewSources } from './view-tags.js';
 
 const tag = (value: string) => [{ name: 'research', value }];

@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { CarepipeError } from '../errors.js';
-import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN, ROW_INDEX_COLUMN } from '../writers/flat-table.js';
+import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN, ROW_INDEX_COLUMN } from '../fhir/write/flat-table.js';
 import { elementOfPath, elementTreatment, isDirectIdentifier } from './elements.js';
 import { TREATMENTS } from './profile.js';
 import type { SourceDeclaration, Treatment } from './treatments.js';

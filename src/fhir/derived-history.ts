@@ -9,8 +9,8 @@
 import type { Knex } from 'knex';
 import type { FhirResource } from 'fhir/r4.js';
 import { historyTableFor, rowHistory, type RowChange } from '../db/history.js';
-import { isMappingIssue, mapResource } from '../mappers/fhir-views.js';
-import type { Row } from '../writers/json-rows.js';
+import { isMappingIssue, mapResource } from './map.js';
+import type { Row } from '../io/json-rows.js';
 import { recordedFlatView, type FlatView } from './views.js';
 
 /** The resource table the flat tables derive from. */

@@ -4,7 +4,7 @@
  * `diseases` view.
  */
 import type { SourceDeclaration } from '../export/treatments.js';
-import { viewsDir } from '../export/sources.js';
+import { viewsDir } from './views-dir.js';
 import { viewSources } from '../export/view-tags.js';
 import { diseasesSource } from './codings.js';
 

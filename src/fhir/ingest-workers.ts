@@ -1,6 +1,6 @@
 /**
  * `ingest-fhir --workers N`: N carepipe processes on this machine share the input through a work
- * queue in the database (ingest-queue.ts), each parsing, mapping and writing its own files, so all
+ * queue in the database (read/queue.ts), each parsing, mapping and writing its own files, so all
  * cores work. This parent only starts them, shows the queue's progress, and adds up their summaries;
  * each worker records its own run in the ledger too. Other hosts can join the same queue with
  * `carepipe ingest-fhir --queue NAME …`.
@@ -13,7 +13,7 @@ import type { RunLedger } from '../db/ledger.js';
 import { queueCounts } from '../db/work-queue.js';
 import { CarepipeError, ExitCode } from '../errors.js';
 import type { Reporter } from '../pipeline/reporter.js';
-import type { TypeCounts } from './ingest.js';
+import type { Counts as TypeCounts } from '../pipeline/run.js';
 
 export interface WorkerPlan {
   workers: number;

@@ -1,10 +1,13 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { RunLedger } from '../db/ledger.js';
-import { ensureFlatTable } from '../writers/flat-table.js';
+import { ensureFlatTable } from './write/flat-table.js';
 import { BACKENDS, useTestDatabase } from '../../test/helpers/db.js';
-import type { FhirItem } from './input.js';
-import { ingestFhir, type IngestOptions } from './ingest.js';
+import { run as runPipeline } from '../pipeline/run.js';
+import type { FhirItem } from './read/item.js';
+import { engineItems, type CheckpointHandler } from './read/source.js';
+import { ingestPipeline } from './command.js';
+import type { FlatView } from './views.js';
 import { compileView } from './view/index.js';
 import { loadShippedViews, tableSpecOf, tablesOf } from './views.js';
 
@@ -18,13 +21,27 @@ function patient(id: string, extra: Record<string, unknown> = {}) {
   return { kind: 'resource', source: 'mem.ndjson', line: 1, resource: { resourceType: 'Patient', id, gender: 'female', ...extra } } as Extract<FhirItem, { kind: 'resource' }>;
 }
 
+interface RunOptions {
+  batchSize?: number;
+  views?: FlatView[];
+  onCheckpoint?: CheckpointHandler;
+  dryRun?: boolean;
+}
+
 describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
   const ctx = useTestDatabase(backend);
 
-  async function run(list: FhirItem[], options: Partial<IngestOptions> = {}) {
-    const ledger = options.ledger ?? (await RunLedger.start(ctx.db.knex, { command: 'ingest-fhir', args: [], user: 'test' }));
-    const result = await ingestFhir(itemsOf(list), { knex: ctx.db.knex, kind: ctx.db.kind, ledger, views, batchSize: 2, ...options });
-    return { result, ledger };
+  async function run(list: FhirItem[], options: RunOptions = {}) {
+    const dryRun = options.dryRun ?? false;
+    const ledger = await RunLedger.start(ctx.db.knex, { command: 'ingest-fhir', args: [], user: 'test', dryRun });
+    const pipeline = ingestPipeline({
+      kind: ctx.db.kind,
+      views: options.views ?? views,
+      batchSize: options.batchSize ?? 2,
+      read: () => engineItems(itemsOf(list), options.onCheckpoint ?? (async () => undefined)),
+    });
+    const summary = await runPipeline(pipeline, { knex: ctx.db.knex, ledger, signal: new AbortController().signal, dryRun });
+    return { result: { types: summary.groups }, ledger };
   }
   const patients = () => ctx.db.knex('patient').select('id', 'gender', 'birth_date').orderBy('id');
   const stored = (id: string) => ctx.db.knex('fhir_resources').where({ resource_type: 'Patient', id }).first();
@@ -142,10 +159,7 @@ describe.each(BACKENDS)('ingest pipeline on %s', (backend) => {
   });
 
   it('writes nothing in a dry run yet counts what it would write', async () => {
-    const ledger = await RunLedger.start(ctx.db.knex, { command: 'ingest-fhir', args: [], user: 'test', dryRun: true });
-    const trx = await ctx.db.knex.transaction();
-    const { result } = await run([patient('a'), patient('b'), patient('a', { gender: 'male' })], { dryRunTransaction: trx, ledger });
-    await trx.rollback();
+    const { result } = await run([patient('a'), patient('b'), patient('a', { gender: 'male' })], { dryRun: true });
     expect(result.types.Patient).toMatchObject({ read: 3, written: 3 });
     expect(await ctx.db.knex('fhir_resources')).toEqual([]);
   });

@@ -9,7 +9,7 @@ import type { RunLedger } from '../db/ledger.js';
 import { CarepipeError } from '../errors.js';
 import { formatTable } from '../io/table.js';
 import type { Reporter } from '../pipeline/reporter.js';
-import { existingColumns, sameColumns } from '../writers/flat-table.js';
+import { existingColumns, sameColumns } from './write/flat-table.js';
 import { changedViews, recordedViews, recordsOf, recordViews, userViewsOf, type ViewRecord } from './flat-views.js';
 import { refreshTables, type RefreshResult, type RefreshTarget } from './refresh.js';
 import { flatView, loadShippedViews, tablesOf, viewsByTable, type FlatView } from './views.js';

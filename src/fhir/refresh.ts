@@ -20,8 +20,8 @@ import { quoteIdent } from '../db/catalog.js';
 import type { DatabaseKind } from '../db/connection.js';
 import type { RunLedger } from '../db/ledger.js';
 import { inRunTransaction } from '../db/transaction.js';
-import { isMappingIssue, mapRows } from '../mappers/fhir-views.js';
-import { mayLoseDigits } from '../readers/fhir-files.js';
+import { isMappingIssue, mapRows } from './map.js';
+import { mayLoseDigits } from './read/format.js';
 import {
   BOOKKEEPING,
   addFlatTableKeys,
@@ -32,8 +32,8 @@ import {
   refuseReservedTableName,
   sameColumns,
   type TableSpec,
-} from '../writers/flat-table.js';
-import { writeRows, type Row } from '../writers/json-rows.js';
+} from './write/flat-table.js';
+import { writeRows, type Row } from '../io/json-rows.js';
 import { run, type MapResult, type Pipeline } from '../pipeline/run.js';
 import type { Reporter } from '../pipeline/reporter.js';
 import { ensureCodingsExtras } from './codings.js';

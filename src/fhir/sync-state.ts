@@ -4,7 +4,7 @@
  * checkpoint handler inside the transaction of the batch that a checkpoint closes.
  */
 import type { Knex } from 'knex';
-import type { SearchState } from '../readers/fhir-search.js';
+import type { SearchState } from './read/search.js';
 
 const TABLE = 'fhir_sync_state';
 const PREFIX = 'server:';

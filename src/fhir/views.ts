@@ -3,21 +3,16 @@
  * folder and any a user passes with --view. A view's `name` is its table; several views may share a
  * name (codings from Condition and from Observation) and then one table, so their columns must match.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CarepipeError } from '../errors.js';
-import type { TableColumn, TableSpec } from '../writers/flat-table.js';
+import type { TableColumn } from '../io/json-rows.js';
+import type { TableSpec } from './write/flat-table.js';
 import { compileView, readViewFile, type CompiledView } from './view/index.js';
+import { viewsDir } from './views-dir.js';
 
-/**
- * `views/` at the package root: beside `src/` when run from TypeScript, two levels above `dist/src/`
- * once compiled (the JSON files are not copied into dist; package.json ships the folder itself).
- */
-export const SHIPPED_VIEWS_DIR = [
-  fileURLToPath(new URL('../../views/', import.meta.url)),
-  fileURLToPath(new URL('../../../views/', import.meta.url)),
-].find((dir) => existsSync(dir)) ?? fileURLToPath(new URL('../../views/', import.meta.url));
+/** `views/` at the package root (see views-dir.ts). */
+export const SHIPPED_VIEWS_DIR = viewsDir();
 
 /** A compiled view with the file it came from and the table its rows go to. */
 export interface FlatView {

@@ -4,7 +4,7 @@
  * retry layer. Used by every remote reader and backend; they add authentication and parsing on top.
  */
 import { CarepipeError } from '../errors.js';
-import { exceedsJsonDepth, tooDeepMessage } from '../readers/json-limits.js';
+import { exceedsJsonDepth, tooDeepMessage } from '../io/json-limits.js';
 import { maskUrl } from './mask.js';
 import { checkOrigin, tooLarge, type HttpPolicy } from './policy.js';
 import { interruptedError, parseRetryAfter, RetryableError, withRetry, type RetryOptions } from './retry.js';

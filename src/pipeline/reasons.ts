@@ -13,7 +13,7 @@ export const RejectReasons = {
   INVALID_GZIP: 'INVALID_GZIP',
   /** Bytes that are not UTF-8: that line, or a document from that line on, is not read. */
   INVALID_UTF8: 'INVALID_UTF8',
-  /** Objects and arrays nested deeper than the reader's limit (src/readers/json-limits.ts). */
+  /** Objects and arrays nested deeper than the reader's limit (src/io/json-limits.ts). */
   TOO_DEEP: 'TOO_DEEP',
   /** A file whose layout is not the one its format requires. */
   FILE_INVALID: 'FILE_INVALID',

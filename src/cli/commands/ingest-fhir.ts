@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import type { CommonFlags } from '../../config.js';
 import { CarepipeError } from '../../errors.js';
-import { resolveFhirAuth, type FhirAuthFlags } from '../../fhir/server-source.js';
+import { resolveFhirAuth, type FhirAuthFlags } from '../../fhir/read/server.js';
 
 import { runCommand, wholeNumber, withCommonOptions, type CliState } from '../common.js';
 import { allowedOrigins, withHttpOptions, type HttpFlags } from '../http-options.js';
@@ -61,7 +61,7 @@ export function registerIngestFhir(program: Command, state: CliState): void {
     // Runs on different servers may overlap; two runs on one server may not.
     const target = flags.server ? maskUrl(flags.server).replace(/\/+$/, '') : undefined;
     await runCommand(state, flags, { name: 'ingest-fhir', argv, target, lock: !shared }, async ({ db, ledger, reporter, signal, io, settings }) => {
-      const [{ runIngestFhir }, { DEFAULT_LEASE_SECONDS }] = await Promise.all([import('../../fhir/ingest-run.js'), import('../../fhir/ingest-queue.js')]);
+      const [{ runIngestFhir }, { DEFAULT_LEASE_SECONDS }] = await Promise.all([import('../../fhir/command.js'), import('../../fhir/read/queue.js')]);
       const leaseSeconds = flags.lease || DEFAULT_LEASE_SECONDS;
       if ((flags.workers ?? 0) > 1 && !settings.dryRun) {
         const { defaultQueueName, runWorkers } = await import('../../fhir/ingest-workers.js');

@@ -28,7 +28,7 @@ export function registerView(program: Command, state: CliState): void {
     const [{ loadViewFile }, { runViewOverFiles }, { rowWriter }] = await Promise.all([
       import('../../fhir/view/index.js'),
       import('../../fhir/view/run.js'),
-      import('../../writers/rows.js'),
+      import('../../io/rows.js'),
     ]);
     const compiled = loadViewFile(flags.view);
     const format = flags.format ?? (io.stdoutIsTTY ? 'table' : 'ndjson');

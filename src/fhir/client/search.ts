@@ -1,7 +1,7 @@
 /**
  * FHIR search paging, the one implementation: the first search URL, one page fetched as a searchset
  * Bundle through the HTTP client (src/http/client.ts: origin rule, size cap, timeout), and the walk
- * along `Bundle.link[next]`. Used by `ingest-fhir --server` (src/readers/fhir-search.ts) and by the
+ * along `Bundle.link[next]`. Used by `ingest-fhir --server` (src/fhir/read/search.ts) and by the
  * `fhir-practitioner` clinician backend; each wraps a page fetch in its own retry and token handling.
  */
 import type { Bundle } from 'fhir/r4.js';

@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { CarepipeError } from '../../errors.js';
-import { exceedsJsonDepth, tooDeepMessage } from '../../readers/json-limits.js';
+import { exceedsJsonDepth, tooDeepMessage } from '../../io/json-limits.js';
 import { planView, type ViewColumn } from './definition.js';
 import { rowEvaluator } from './evaluate.js';
 

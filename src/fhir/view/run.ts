@@ -6,8 +6,8 @@
  */
 import type { Readable } from 'node:stream';
 import { isCarepipeError } from '../../errors.js';
-import { readFhirFiles } from '../../readers/fhir-files.js';
-import type { RowWriter } from '../../writers/rows.js';
+import { readFhirFiles } from '../read/files.js';
+import type { RowWriter } from '../../io/rows.js';
 import type { CompiledView } from './index.js';
 
 export interface ViewRunReject {

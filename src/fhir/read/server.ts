@@ -6,15 +6,15 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Knex } from 'knex';
-import { CarepipeError } from '../errors.js';
-import { httpPolicy } from '../http/policy.js';
-import type { RetryEvent } from '../http/retry.js';
-import { readFhirBulk } from '../readers/fhir-bulk.js';
-import { emptyServerStats, type ServerReadStats } from './client/call.js';
-import { normalizeBaseUrl, readFhirSearch } from '../readers/fhir-search.js';
-import { createFhirAuth, type FhirAuth, type FhirAuthConfig } from './client/auth.js';
-import type { FhirItem } from './input.js';
-import { loadSyncStates, saveSyncState } from './sync-state.js';
+import { CarepipeError } from '../../errors.js';
+import { httpPolicy } from '../../http/policy.js';
+import type { RetryEvent } from '../../http/retry.js';
+import { readFhirBulk } from './bulk.js';
+import { emptyServerStats, type ServerReadStats } from '../client/call.js';
+import { normalizeBaseUrl, readFhirSearch } from './search.js';
+import { createFhirAuth, type FhirAuth, type FhirAuthConfig } from '../client/auth.js';
+import type { FhirItem } from './item.js';
+import { loadSyncStates, saveSyncState } from '../sync-state.js';
 
 /** The authentication flags of `ingest-fhir --server` (env fallbacks resolved by resolveFhirAuth). */
 export interface FhirAuthFlags {

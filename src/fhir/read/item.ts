@@ -4,7 +4,7 @@
  * nothing of Postgres; the ingest pipeline turns these into batches.
  */
 import type { FhirResource } from 'fhir/r4.js';
-import type { RejectReason } from '../pipeline/reasons.js';
+import type { RejectReason } from '../../pipeline/reasons.js';
 
 export interface Origin {
   /** File path or URL. */

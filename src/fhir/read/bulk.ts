@@ -6,18 +6,18 @@
  * type stores the export's transactionTime as the cursor, so the next run asks `_since` that instant.
  */
 import { Readable } from 'node:stream';
-import { CarepipeError } from '../errors.js';
+import { CarepipeError } from '../../errors.js';
 
-import { readText } from '../http/client.js';
-import { checkOrigin, type HttpPolicy } from '../http/policy.js';
-import { backoffMs, DEFAULT_RETRY, RetryableError } from '../http/retry.js';
-import type { FhirItem } from '../fhir/input.js';
-import { ReasonCodes } from './fhir-files.js';
-import { exceedsJsonDepth, tooDeepMessage } from './json-limits.js';
-import { readLines } from './ndjson.js';
-import { classify, emptyServerStats, HttpStatusError, interruptedError, serverCall, type ServerCallOptions, type ServerReadStats } from '../fhir/client/call.js';
-import { normalizeBaseUrl, searchCheckpointKey, type SearchState } from './fhir-search.js';
-import { maskUrl } from '../http/mask.js';
+import { readText } from '../../http/client.js';
+import { checkOrigin, type HttpPolicy } from '../../http/policy.js';
+import { backoffMs, DEFAULT_RETRY, RetryableError } from '../../http/retry.js';
+import type { FhirItem } from './item.js';
+import { RejectReasons as ReasonCodes } from '../../pipeline/reasons.js';
+import { exceedsJsonDepth, tooDeepMessage } from '../../io/json-limits.js';
+import { readLines } from '../../io/ndjson.js';
+import { classify, emptyServerStats, HttpStatusError, interruptedError, serverCall, type ServerCallOptions, type ServerReadStats } from '../client/call.js';
+import { normalizeBaseUrl, searchCheckpointKey, type SearchState } from './search.js';
+import { maskUrl } from '../../http/mask.js';
 
 /** Turns an ndjson byte stream into items with 1-based line numbers. */
 export type NdjsonReader = (input: Readable, source: string, signal?: AbortSignal) => AsyncIterable<FhirItem>;

@@ -92,4 +92,4 @@ export async function writeCsv(
 }
 
 /** Output files are written by the format-generic helper; exported here too for existing imports. */
-export { writeFileAtomically } from '../io/output-file.js';
+export { writeFileAtomically } from './output-file.js';

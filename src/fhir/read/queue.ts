@@ -13,12 +13,13 @@
  */
 import os from 'node:os';
 import type { Knex } from 'knex';
-import type { Database } from '../db/connection.js';
-import type { RunLedger } from '../db/ledger.js';
-import { claim, complete, enqueue, queueCounts, release, renew, type WorkUnit } from '../db/work-queue.js';
-import { CarepipeError } from '../errors.js';
-import type { FileFingerprint } from '../readers/fhir-files.js';
-import type { CheckpointHandler } from './ingest.js';
+import type { Database } from '../../db/connection.js';
+import type { RunLedger } from '../../db/ledger.js';
+import { claim, complete, enqueue, queueCounts, release, renew, type WorkUnit } from '../../db/work-queue.js';
+import { CarepipeError } from '../../errors.js';
+import type { FileFingerprint } from './format.js';
+import { engineItems, type CheckpointHandler, type FhirReadItem } from './source.js';
+import type { FhirItem } from './item.js';
 
 export interface QueueOptions {
   /** Name shared by the cooperating processes. */
@@ -53,7 +54,7 @@ export async function enqueueInputs(db: Database, inputs: readonly string[], cwd
       'shared ingest (--workers, --queue) needs a Postgres server (DATABASE_URL): the embedded database belongs to one process',
     );
   }
-  const { expandInputs } = await import('../readers/inputs.js');
+  const { expandInputs } = await import('../../io/inputs.js');
   const { stat } = await import('node:fs/promises');
   const files = await expandInputs(inputs, cwd);
   if (files.some((f) => f.path === undefined)) {
@@ -95,7 +96,7 @@ export interface ClaimedFile {
   finish(): Promise<void>;
   /** Gives the unit back after an error. */
   fail(error: Error): Promise<void>;
-  /** Stops renewing the lease. */
+  /** Stops renewing the lease (the caller's to call: the lease is renewed until then). */
   stop(): void;
 }
 
@@ -147,8 +148,49 @@ export async function* claimFiles(
       fail: (error: Error) => release(knex, unit, error.message),
       stop: () => clearInterval(timer),
     };
-    clearInterval(timer);
   }
 }
 
-export type { FileFingerprint };
+/**
+ * The engine's read stage over a queue: claims files one after the other and reads each with `readFile`.
+ * A file's claim is held (its lease renewed) until the batch holding its checkpoint commits; `settle`,
+ * once the run is over, stops every renewal and gives back the files whose checkpoint never committed
+ * (an interrupted or failed run), so another worker can take them at once.
+ */
+export function readQueue(
+  knex: Knex,
+  ledger: Pick<RunLedger, 'id'>,
+  options: QueueOptions & { worker: string; recordFileDone: CheckpointHandler; signal?: AbortSignal },
+  readFile: (path: string) => AsyncIterable<FhirItem>,
+): { items: AsyncIterable<FhirReadItem>; settle(error?: Error): Promise<void> } {
+  const open = new Set<ClaimedFile>();
+  async function* items(): AsyncGenerator<FhirReadItem> {
+    for await (const file of claimFiles(knex, ledger, options)) {
+      open.add(file);
+      let checkpointed = false;
+      const done = () => {
+        file.stop();
+        open.delete(file);
+      };
+      for await (const item of engineItems(readFile(file.unit.unit_key), file.onCheckpoint, done)) {
+        if (item.kind === 'checkpoint') checkpointed = true;
+        yield item;
+      }
+      // Skipped as already loaded: nothing of it is being written, so it is done now.
+      if (!checkpointed) {
+        await file.finish();
+        done();
+      }
+    }
+  }
+  return {
+    items: items(),
+    async settle(error?: Error) {
+      for (const file of open) {
+        file.stop();
+        await file.fail(error ?? new Error('the run stopped before this file was loaded')).catch(() => undefined);
+      }
+      open.clear();
+    },
+  };
+}

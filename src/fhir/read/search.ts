@@ -7,13 +7,13 @@
  * states come in as a map.
  */
 import type { Bundle, FhirResource } from 'fhir/r4.js';
-import { CarepipeError } from '../errors.js';
-import { fetchBundleOnce, searchPages, searchUrl } from '../fhir/client/search.js';
-import type { FhirItem } from '../fhir/input.js';
-import { emptyServerStats, HttpStatusError, serverCall, type ServerCallOptions, type ServerReadStats } from '../fhir/client/call.js';
-import { maskUrl } from '../http/mask.js';
-import { ReasonCodes } from './fhir-files.js';
-import { exceedsJsonDepth, tooDeepMessage } from './json-limits.js';
+import { CarepipeError } from '../../errors.js';
+import { fetchBundleOnce, searchPages, searchUrl } from '../client/search.js';
+import type { FhirItem } from './item.js';
+import { emptyServerStats, HttpStatusError, serverCall, type ServerCallOptions, type ServerReadStats } from '../client/call.js';
+import { maskUrl } from '../../http/mask.js';
+import { RejectReasons as ReasonCodes } from '../../pipeline/reasons.js';
+import { exceedsJsonDepth, tooDeepMessage } from '../../io/json-limits.js';
 
 /** What is remembered per server and type between runs (table fhir_sync_state). */
 export interface SearchState {

@@ -9,9 +9,10 @@
  * the keys it inserted or updated: the caller replaces the flat rows of exactly those records.
  */
 import type { Knex } from 'knex';
-import type { RecordKey, TableColumn } from './flat-table.js';
-import type { DatabaseKind } from '../db/connection.js';
-import { RawJson, recordset, writeRows } from './json-rows.js';
+import type { RecordKey } from './flat-table.js';
+import type { TableColumn } from '../../io/json-rows.js';
+import type { DatabaseKind } from '../../db/connection.js';
+import { RawJson, recordset, writeRows } from '../../io/json-rows.js';
 
 export interface StoredDocument {
   type: string;

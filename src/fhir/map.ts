@@ -1,16 +1,20 @@
 /**
  * The mapper of ingest-fhir: one resource in, the row to store in fhir_resources and its rows for
  * every flat table out — or the reason it cannot be loaded. Pure: no I/O, tested without a database.
+ * `fhirMapper` is the engine's map stage (src/pipeline/run.ts): key `Type/id`, group the resource
+ * type, weight the characters of JSON (what bounds a batch's memory).
  */
 import { createHash } from 'node:crypto';
 import type { FhirResource } from 'fhir/r4.js';
 import { isLosslessNumber, stringify as stringifyLossless, type LosslessNumber } from 'lossless-json';
 import { isCarepipeError } from '../errors.js';
-import { firstInstantOf } from '../fhir/view/types.js';
-import type { FlatView } from '../fhir/views.js';
-import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN, ROW_INDEX_COLUMN } from '../writers/flat-table.js';
-import type { Row } from '../writers/json-rows.js';
-import type { StoredDocument } from '../writers/resource-store.js';
+import { firstInstantOf } from './view/types.js';
+import type { Location, MapResult } from '../pipeline/run.js';
+import type { FhirRecord } from './read/source.js';
+import type { FlatView } from './views.js';
+import { RECORD_ID_COLUMN, RECORD_TYPE_COLUMN, ROW_INDEX_COLUMN, type RecordKey } from './write/flat-table.js';
+import type { Row } from '../io/json-rows.js';
+import type { StoredDocument } from './write/resource-store.js';
 
 export interface MappedResource {
   document: Omit<StoredDocument, 'source'>;
@@ -143,4 +147,26 @@ export function mapRows(resource: FhirResource & { id: string }, views: readonly
 
 export function isMappingIssue<T extends object>(result: T | MappingIssue): result is MappingIssue {
   return 'reasonCode' in result;
+}
+
+/** What the writer gets: a mapped resource to merge, or a record to mark deleted. */
+export type FhirValue = { kind: 'resource'; key: RecordKey; mapped: MappedResource } | { kind: 'delete'; key: RecordKey };
+
+/** The engine's map stage over `views` (the shipped ones and the user's). */
+export function fhirMapper(views: readonly FlatView[]): (record: FhirRecord, at: Location) => MapResult<FhirValue> {
+  const byType = viewsByResourceType(views);
+  return (record) => {
+    if (record.kind === 'delete') {
+      const key = { type: record.resourceType, id: record.id };
+      return { ok: true, value: { kind: 'delete', key }, key: `${key.type}/${key.id}`, group: key.type, weight: 0 };
+    }
+    const { resource } = record;
+    const key = { type: resource.resourceType, id: resource.id };
+    const mapped = mapResource(resource, byType.get(key.type) ?? [], record.text);
+    if (isMappingIssue(mapped)) {
+      return { ok: false, reason: mapped.reasonCode, message: mapped.message, field: mapped.field, key: `${key.type}/${key.id}`, group: key.type, raw: resource };
+    }
+    const json = mapped.document.json;
+    return { ok: true, value: { kind: 'resource', key, mapped }, key: `${key.type}/${key.id}`, group: key.type, weight: json.length, raw: json };
+  };
 }

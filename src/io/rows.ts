@@ -7,7 +7,7 @@
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { isLosslessNumber, stringify as stringifyJson, type LosslessNumber } from 'lossless-json';
-import { formatTable } from '../io/table.js';
+import { formatTable } from './table.js';
 import { csvRecord } from './csv.js';
 
 export type RowFormat = 'ndjson' | 'csv' | 'table';

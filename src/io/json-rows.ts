@@ -10,7 +10,14 @@
 import type { Knex } from 'knex';
 import type { DatabaseKind } from '../db/connection.js';
 import { bulkInsert } from './copy.js';
-import type { TableColumn } from './flat-table.js';
+
+/** The SQL types of the columns rows are written to. */
+export type ColumnSqlType = 'boolean' | 'integer' | 'bigint' | 'numeric' | 'bytea' | 'date' | 'timestamptz' | 'text' | 'jsonb';
+
+export interface TableColumn {
+  name: string;
+  sqlType: ColumnSqlType;
+}
 
 /** Rows as objects keyed by column name; Buffers for bytea, plain JSON values for jsonb. */
 export type Row = Record<string, unknown>;

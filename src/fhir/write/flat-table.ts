@@ -5,17 +5,10 @@
  * Knows nothing of FHIR: the caller says what the table is and what the rows are.
  */
 import type { Knex } from 'knex';
-import { CarepipeError } from '../errors.js';
-import { quoteIdent } from '../db/catalog.js';
-import type { DatabaseKind } from '../db/connection.js';
-import { recordset, writeRows, type Row } from './json-rows.js';
-
-export type ColumnSqlType = 'boolean' | 'integer' | 'bigint' | 'numeric' | 'bytea' | 'date' | 'timestamptz' | 'text' | 'jsonb';
-
-export interface TableColumn {
-  name: string;
-  sqlType: ColumnSqlType;
-}
+import { CarepipeError } from '../../errors.js';
+import { quoteIdent } from '../../db/catalog.js';
+import type { DatabaseKind } from '../../db/connection.js';
+import { recordset, writeRows, type ColumnSqlType, type Row, type TableColumn } from '../../io/json-rows.js';
 
 export interface TableSpec {
   table: string;

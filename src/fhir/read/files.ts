@@ -17,33 +17,27 @@
  *   `skip(fingerprint)` lets the caller pass over files it already loaded (fingerprinted before reading).
  */
 import { isUtf8 } from 'node:buffer';
-import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, gunzipSync } from 'node:zlib';
-import { isLosslessNumber, parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
+import { parse as parseLossless, stringify as stringifyLossless } from 'lossless-json';
 import type { FhirResource } from 'fhir/r4.js';
-import type { FhirItem, Origin } from '../fhir/input.js';
-import { CarepipeError } from '../errors.js';
-import { PRIVATE_FILE_MODE } from '../io/private-mode.js';
-import { makePrivateTempDir, removePrivateTempDir, removeStaleTempDirs } from '../io/private-temp.js';
-import { expandInputs, type InputFile } from './inputs.js';
-import { exceedsJsonDepth, exceedsJsonTextDepth, invalidUtf8Line, tooDeepMessage, Utf8Check } from './json-limits.js';
-import { jsonEvents } from './json-stream.js';
-import { readLines, splitLines } from './ndjson.js';
+import type { RejectReason } from '../../pipeline/reasons.js';
+import type { FhirItem, Origin } from './item.js';
+import { PRIVATE_FILE_MODE } from '../../io/private-mode.js';
+import { makePrivateTempDir, removePrivateTempDir, removeStaleTempDirs } from '../../io/private-temp.js';
+import { expandInputs, type InputFile } from '../../io/inputs.js';
+import { exceedsJsonDepth, exceedsJsonTextDepth, invalidUtf8Line, tooDeepMessage, Utf8Check } from '../../io/json-limits.js';
+import { jsonEvents } from '../../io/json-stream.js';
+import { readLines, splitLines } from '../../io/ndjson.js';
+import { FullUrls, resolveReferences, Spill, URN_UUID } from './bundle.js';
+import { byteCap, classify, countLines, mayLoseDigits, scanFile, stripBom, type FileFingerprint, type Scan } from './format.js';
+import { isObject, MAX_RAW, resourceProblem } from './validate.js';
 
-/** What identifies the content of a file: a file seen again with the same fingerprint is unchanged. */
-export interface FileFingerprint {
-  /** Absolute path, or `-` for stdin. */
-  path: string;
-  size: number;
-  /** Hex SHA-256 of the bytes as stored (compressed ones for a .gz). */
-  sha256: string;
-}
+
 
 export interface ReadFhirFilesOptions {
   /** Folder relative inputs are resolved against (default process.cwd()). */
@@ -68,46 +62,8 @@ export interface ReadFhirFilesOptions {
   onWarning?: (message: string, context: { file: string }) => void;
 }
 
-/** Reason codes of `invalid` items. */
-export const ReasonCodes = {
-  INVALID_JSON: 'INVALID_JSON',
-  INVALID_GZIP: 'INVALID_GZIP',
-  NOT_A_RESOURCE: 'NOT_A_RESOURCE',
-  MISSING_RESOURCE_TYPE: 'MISSING_RESOURCE_TYPE',
-  INVALID_RESOURCE_TYPE: 'INVALID_RESOURCE_TYPE',
-  MISSING_ID: 'MISSING_ID',
-  INVALID_ID: 'INVALID_ID',
-  UNRESOLVED_REFERENCE: 'UNRESOLVED_REFERENCE',
-  UNSUPPORTED_DELETE: 'UNSUPPORTED_DELETE',
-  /** Objects and arrays nested deeper than MAX_JSON_DEPTH (json-limits.ts). */
-  TOO_DEEP: 'TOO_DEEP',
-  /** Bytes that are not UTF-8: that ndjson line, or a JSON document from that line on, is not read. */
-  INVALID_UTF8: 'INVALID_UTF8',
-} as const;
-
 const DEFAULT_MEMORY_LIMIT = 16 * 1024 * 1024;
-/** Longest `raw` text kept with an invalid item. */
-const MAX_RAW = 1024 * 1024;
-const RESOURCE_TYPE = /^[A-Z][A-Za-z]{1,63}$/;
-const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
-const URN_UUID = /^urn:uuid:([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/;
-const URN_UUID_BYTES = Buffer.from('urn:uuid:');
-/** A JSON number token (or text in a string that looks like one, which only costs time). */
-const NUMBER_TOKEN = /[:,[]\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(?=\s*[,\]}])/g;
 
-/**
- * Whether the text holds a number whose JavaScript form differs from its digits (`1.50`, `1e3`, `-0`,
- * 17 digits): only such text needs the lossless parse, several times slower than JSON.parse.
- */
-export function mayLoseDigits(text: string): boolean {
-  NUMBER_TOKEN.lastIndex = 0;
-  for (let m = NUMBER_TOKEN.exec(text); m; m = NUMBER_TOKEN.exec(text)) {
-    if (String(Number(m[1])) !== m[1]) return true;
-  }
-  return false;
-}
-
-type Json = Record<string, unknown>;
 
 /** An entry to read again once the whole Bundle has been seen. */
 const DEFER = Symbol('defer');
@@ -139,51 +95,7 @@ async function* readStdin(file: InputFile, options: ReadFhirFilesOptions): Async
   }
 }
 
-/** Passes bytes through until more than `cap` have come, then fails: stdin is spooled to disk, whose room is finite. */
-function byteCap(cap: number): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      seen += chunk.length;
-      if (seen > cap) {
-        const mb = Number((cap / 1024 / 1024).toFixed(6));
-        callback(
-          new CarepipeError('SOURCE_FAILED', `stdin holds more than ${mb} MB (--max-response-mb ${mb}): raise the limit, or give the data as files`, {
-            file: '-',
-          }),
-        );
-        return;
-      }
-      callback(null, chunk);
-    },
-  });
-}
 
-interface Scan extends FileFingerprint {
-  gzip: boolean;
-  /** The bytes contain `urn:uuid:` (always true for gzip, whose bytes say nothing). */
-  mayHaveUrnUuid: boolean;
-}
-
-/** One streaming pass over the stored bytes: size, SHA-256, gzip magic, whether `urn:uuid:` occurs. */
-async function scanFile(file: string, shownPath: string): Promise<Scan> {
-  const hash = createHash('sha256');
-  let size = 0;
-  let head: Buffer | undefined;
-  let urn = false;
-  let tail = Buffer.alloc(0);
-  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    size += chunk.length;
-    head ??= chunk.subarray(0, 2);
-    if (!urn) {
-      urn = chunk.includes(URN_UUID_BYTES) || Buffer.concat([tail, chunk.subarray(0, URN_UUID_BYTES.length)]).includes(URN_UUID_BYTES);
-      tail = Buffer.from(chunk.subarray(Math.max(0, chunk.length - URN_UUID_BYTES.length)));
-    }
-  }
-  const gzip = head !== undefined && head.length === 2 && head[0] === 0x1f && head[1] === 0x8b;
-  return { path: shownPath, size, sha256: hash.digest('hex'), gzip, mayHaveUrnUuid: urn || gzip };
-}
 
 async function* readOneFile(
   source: string,
@@ -471,18 +383,9 @@ class ContentReader {
   private resourceItem(value: unknown, origin: Partial<Origin>, refs: FullUrls | undefined, defer = false, text?: string): FhirItem | typeof DEFER {
     // Before anything walks it: what comes after the reader may recurse.
     if (exceedsJsonDepth(value)) return this.invalid(origin, 'TOO_DEEP', tooDeepMessage(), undefined, text);
-    if (!isObject(value)) {
-      return this.invalid(origin, 'NOT_A_RESOURCE', `expected a FHIR resource (a JSON object), got ${Array.isArray(value) ? 'an array' : typeof value}`, undefined, this.raw(value));
-    }
-    const { resourceType, id } = value;
-    if (resourceType === undefined) return this.invalid(origin, 'MISSING_RESOURCE_TYPE', 'the resource has no resourceType', 'resourceType', this.raw(value));
-    if (typeof resourceType !== 'string' || !RESOURCE_TYPE.test(resourceType)) {
-      return this.invalid(origin, 'INVALID_RESOURCE_TYPE', `resourceType ${JSON.stringify(this.raw(resourceType))} is not a FHIR resource type`, 'resourceType', this.raw(value));
-    }
-    if (id === undefined && this.options.requireId !== false) return this.invalid(origin, 'MISSING_ID', `the ${resourceType} has no id`, 'id', this.raw(value));
-    if (id !== undefined && (typeof id !== 'string' || !FHIR_ID.test(id))) {
-      return this.invalid(origin, 'INVALID_ID', `the ${resourceType} id is not a FHIR id (1-64 letters, digits, '-' or '.')`, 'id', this.raw(value));
-    }
+    const problem = resourceProblem(value, { requireId: this.options.requireId !== false, show: (v) => this.raw(v) });
+    if (problem) return this.invalid(origin, problem.reason, problem.message, problem.field, this.raw(value));
+    const { resourceType } = value as { resourceType: string };
     // A Bundle read as a resource (an ndjson line) keeps its own urn:uuid references as they are.
     const rewrites = resourceType !== 'Bundle' && (refs !== undefined || this.scan.mayHaveUrnUuid);
     if (rewrites) {
@@ -504,7 +407,7 @@ class ContentReader {
     return { kind: 'resource', source: this.source, ...origin, resource, ...(text !== undefined && !rewrites ? { text } : {}) };
   }
 
-  private invalid(origin: Partial<Origin>, reasonCode: keyof typeof ReasonCodes, message: string, field?: string, raw?: string): FhirItem {
+  private invalid(origin: Partial<Origin>, reasonCode: RejectReason, message: string, field?: string, raw?: string): FhirItem {
     return {
       kind: 'invalid',
       source: this.source,
@@ -522,149 +425,6 @@ class ContentReader {
       return (this.lossless ? stringifyLossless(value) : JSON.stringify(value)) ?? String(value);
     } catch {
       return String(value);
-    }
-  }
-}
-
-/** Bundle entries set aside on disk, as ndjson of `{index, entry}`; the file exists only once written to. */
-class Spill {
-  private dir: string | undefined;
-  private file: string | undefined;
-  private out: import('node:fs').WriteStream | undefined;
-
-  constructor(private readonly lossless: boolean) {}
-
-  async write(index: number, entry: unknown): Promise<void> {
-    if (!this.out) {
-      this.dir = await makePrivateTempDir('spill');
-      this.file = path.join(this.dir, 'entries.ndjson');
-      this.out = createWriteStream(this.file, { flags: 'wx', mode: PRIVATE_FILE_MODE });
-    }
-    const line = `${this.lossless ? stringifyLossless({ index, entry }) : JSON.stringify({ index, entry })}\n`;
-    if (!this.out.write(line)) await once(this.out, 'drain');
-  }
-
-  async *entries(parse: (text: string) => unknown): AsyncGenerator<{ index: number; entry: unknown }> {
-    if (!this.out || !this.file) return;
-    const out = this.out;
-    await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-    for await (const { text } of readLines(createReadStream(this.file))) {
-      const { index, entry } = parse(text) as { index: unknown; entry: unknown };
-      yield { index: Number(index), entry };
-    }
-  }
-
-  async remove(): Promise<void> {
-    this.out?.destroy();
-    if (this.dir) await removePrivateTempDir(this.dir);
-  }
-}
-
-/** Tells ndjson from a JSON document by the first lines, falling back on the file name. */
-function classify(text: string, complete: boolean, file: string): 'ndjson' | 'json' {
-  const lines: string[] = [];
-  for (const { text: line } of splitLines(stripBom(text))) {
-    if (line.trim() === '') continue;
-    lines.push(line);
-    if (lines.length === 2) break;
-  }
-  const namedNdjson = /\.(ndjson|jsonl)(\.gz)?$/i.test(file);
-  if (lines.length < 2) return complete || !namedNdjson ? 'json' : 'ndjson';
-  if (isJsonObjectText(lines[0])) return 'ndjson';
-  // A bad first line is still ndjson when the next line is a whole resource, unless the first line
-  // opens a document (`{"resourceType":"Bundle","entry":[` with one entry per line after it).
-  if (!/[[{,:]$/.test(lines[0].trim()) && isJsonObjectText(lines[1], true)) return 'ndjson';
-  return namedNdjson ? 'ndjson' : 'json';
-}
-
-function isJsonObjectText(line: string, resource = false): boolean {
-  const t = line.trim();
-  if (!t.startsWith('{') || !t.endsWith('}')) return false;
-  try {
-    const value = JSON.parse(t) as { resourceType?: unknown };
-    return !resource || typeof value.resourceType === 'string';
-  } catch {
-    return false;
-  }
-}
-
-function countLines(text: string): number {
-  let n = 0;
-  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
-  return n;
-}
-
-function stripBom(text: string): string {
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-}
-
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !isLosslessNumber(value);
-}
-
-/**
- * The `urn:uuid:` fullUrls of a Bundle and the `Type/id` each stands for. It lives as long as the
- * Bundle is read, so it is kept small: keyed by the uuid, the value only the type name (one shared
- * string per type) when the id is the uuid itself, as it nearly always is.
- */
-class FullUrls {
-  private readonly byUuid = new Map<string, string>();
-  private readonly types = new Map<string, string>();
-
-  /** Records one Bundle entry's fullUrl, when it is a urn:uuid and the entry holds a resource. */
-  add(entry: unknown): void {
-    if (!isObject(entry) || typeof entry.fullUrl !== 'string' || !entry.fullUrl.startsWith('urn:uuid:')) return;
-    const resource = entry.resource;
-    if (!isObject(resource) || typeof resource.resourceType !== 'string') return;
-    const uuid = entry.fullUrl.slice('urn:uuid:'.length);
-    const id = typeof resource.id === 'string' ? resource.id : URN_UUID.test(entry.fullUrl) ? uuid : undefined;
-    if (!id) return;
-    let type = this.types.get(resource.resourceType);
-    if (type === undefined) {
-      type = copyString(resource.resourceType);
-      this.types.set(type, type);
-    }
-    this.byUuid.set(copyString(uuid), id === uuid ? type : copyString(`${type}/${id}`));
-  }
-
-  /** `Type/id` of a `urn:uuid:…` reference, or undefined when no entry declares it. */
-  resolve(reference: string): string | undefined {
-    const uuid = reference.slice('urn:uuid:'.length);
-    const target = this.byUuid.get(uuid);
-    if (target === undefined) return undefined;
-    return target.includes('/') ? target : `${target}/${uuid}`;
-  }
-}
-
-/**
- * A string that shares no memory with the one given. Strings cut from a streamed chunk keep the whole
- * chunk alive; the fullUrl map lives as long as the Bundle, so it must not hold every chunk of it.
- */
-function copyString(s: string): string {
-  return Buffer.from(s, 'utf8').toString('utf8');
-}
-
-/** Rewrites every `reference: "urn:uuid:…"` found in refs; collects the paths of those not found. */
-function resolveReferences(node: unknown, refs: FullUrls | undefined, at: string, unresolved: string[]): void {
-  if (Array.isArray(node)) {
-    for (let i = 0; i < node.length; i++) {
-      const v = node[i];
-      if (typeof v === 'object' && v !== null) resolveReferences(v, refs, `${at}[${i}]`, unresolved);
-    }
-    return;
-  }
-  if (isLosslessNumber(node)) return;
-  const obj = node as Json;
-  for (const key in obj) {
-    const v = obj[key];
-    if (key === 'reference' && typeof v === 'string') {
-      if (v.startsWith('urn:uuid:')) {
-        const resolved = refs?.resolve(v);
-        if (resolved) obj[key] = resolved;
-        else unresolved.push(at ? `${at}.reference` : 'reference');
-      }
-    } else if (typeof v === 'object' && v !== null) {
-      resolveReferences(v, refs, at ? `${at}.${key}` : key, unresolved);
     }
   }
 }

@@ -7,10 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { isLosslessNumber } from 'lossless-json';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { FhirItem } from '../fhir/input.js';
-import { readFhirFiles, type ReadFhirFilesOptions } from './fhir-files.js';
+import type { FhirItem } from './item.js';
+import { readFhirFiles, type ReadFhirFilesOptions } from './files.js';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const FIXTURES = path.join(REPO, 'fixtures/fhir');
 
 async function collect(inputs: string[], options: ReadFhirFilesOptions = {}): Promise<FhirItem[]> {
