@@ -112,8 +112,7 @@ export function registerImportClinicians(program: Command, state: CliState): voi
           ledger,
           signal,
           now,
-          log: (level, event, fields) => (level === 'warn' ? reporter.warn(event, fields) : reporter.info(event, fields)),
-          progress: (text, fields) => reporter.progress(text, fields),
+          reporter,
         },
       );
       const { counts } = ledger;
