@@ -11,10 +11,11 @@ import { isRejectReason } from '../src/pipeline/reasons.js';
 import { BIN, childEnv, REPO_ROOT, runCli, type CliResult } from './helpers/cli.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import type { MatrixCase, MatrixRuns } from './matrix/case.js';
+import { cliniciansCase } from './matrix/clinicians.js';
 
 vi.setConfig({ testTimeout: 180_000 });
 
-const CASES: MatrixCase[] = [];
+const CASES: MatrixCase[] = [cliniciansCase];
 
 /** stdout holds exactly one JSON object. */
 function oneObject(result: CliResult): Record<string, unknown> {
