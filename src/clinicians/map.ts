@@ -24,7 +24,7 @@ export function mapWith(backend: ClinicianBackend): (raw: unknown, at: Location)
     if (!isReject(mapped)) {
       throw new CarepipeError(
         'BACKEND_INVALID',
-        `backend "${backend.name}": mapToClinician() must answer { ok: true, value, key } or { ok: false, reason, message }, with a reason from the closed list (docs/commands/rejects.md)`,
+        `backend "${backend.name}": mapToClinician() must answer { ok: true, value, key } or { ok: false, reason, message }, with a reason from the closed list (src/pipeline/reasons.ts)`,
       );
     }
     const { ok: _ok, ...reject } = mapped;
