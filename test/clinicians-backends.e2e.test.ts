@@ -28,8 +28,9 @@ export default {
   },
   mapToClinician(raw) {
     const [given, family] = raw.trim().split(/\\s+/);
-    if (!family) return { problem: { reasonCode: 'NAME_MISSING', field: 'name', message: 'no family name', key: given } };
-    return { clinician: { key: raw.trim().toLowerCase(), givenName: given, familyName: family, title: null, clinic: 'ACME', npi: null, rpps: null, specialty: null, phone: null, email: null, active: true } };
+    if (!family) return { ok: false, reason: 'NAME_MISSING', field: 'name', message: 'no family name', key: given };
+    const key = raw.trim().toLowerCase();
+    return { ok: true, key, value: { key, givenName: given, familyName: family, title: null, clinic: 'ACME', npi: null, rpps: null, specialty: null, phone: null, email: null, active: true } };
   },
 };
 `;
@@ -110,7 +111,7 @@ for (const backend of BACKENDS) {
     });
 
     it('does not mark anyone inactive when a rejected record could not be keyed', async () => {
-      writeFileSync(path.join(ctx.test.tmp, 'acme.mjs'), VALID.replace("key: given } }", "} }"));
+      writeFileSync(path.join(ctx.test.tmp, 'acme.mjs'), VALID.replace(", key: given };", " };"));
       await ctx.release();
       const run = (names: string) =>
         runCli(['import-clinicians', '--backend-module', './acme.mjs', '--json', ...ctx.test.args], { cwd: ctx.test.tmp, env: { ACME_NAMES: names } });

@@ -2,8 +2,10 @@
  * `carepipe import-clinicians noteworth` against the local noteworth provider (fixtures/noteworth-server.ts)
  * over real HTTP, on both databases: token reuse and re-authentication counted at the provider, retries
  * under faults with nothing lost, accumulation of a listing that is not complete, duplicates, rejects,
- * exit 4 when retries run out, and no token or checksum in any output or the ledger.
+ * exit 4 when retries run out, no token or checksum in any output or the ledger, a dry run that keeps
+ * neither clinicians nor a token, and SIGINT during a stalled request or a Retry-After wait → exit 130.
  */
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
@@ -11,7 +13,7 @@ import type { Knex } from 'knex';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startNoteworthServer, NO_FAULTS, type NoteworthServer, type NoteworthServerOptions } from '../fixtures/noteworth-server.js';
 import { BACKENDS, useTestDatabase } from './helpers/db.js';
-import { runCli, SHARED, type CliResult } from './helpers/cli.js';
+import { BIN, childEnv, REPO_ROOT, runCli, SHARED, type CliResult } from './helpers/cli.js';
 
 // Each test runs the built binary several times; embedded PGlite on a busy machine needs minutes, not seconds.
 vi.setConfig({ testTimeout: 300_000 });
@@ -245,6 +247,54 @@ for (const backend of BACKENDS) {
       expect(ledger.details.clinicians.http).toMatchObject({ failed_attempts: 3, failures: { 'HTTP 500': 3 } });
       expect(await clinicians()).toHaveLength(0);
       expect(Number((await query((k) => k('provider_tokens').count({ n: '*' }).first()))!.n)).toBe(1);
+    });
+
+    it('a dry run counts what it would write and keeps neither clinicians nor the token it obtained', async () => {
+      const provider = await start();
+      const dry = await run(['--dry-run']);
+      expect(dry.code, dry.stderr).toBe(0);
+      expect(summary(dry)).toMatchObject({ run_id: null, counts: { read: 10, written: 10, rejected: 0 }, clinicians: { inserted: 10, http: { token: 'obtained' } } });
+      expect(provider.stats.authCalls).toBe(1);
+      expect(await clinicians()).toHaveLength(0);
+      expect(await query((k) => k('provider_tokens').select('site_url'))).toEqual([]);
+      expect(await query((k) => k('runs').select('id'))).toEqual([]);
+    });
+
+    it('SIGINT while a request stalls, then while waiting out a Retry-After: exit 130 at once, ledger interrupted', async () => {
+      const provider = await start({ stallMs: 60_000, retryAfterSeconds: 60 });
+      const interrupt = async (when: () => boolean) => {
+        const child = spawn(process.execPath, [BIN, 'import-clinicians', 'noteworth', '--json', '--timeout', '50', ...ctx.test.args], {
+          cwd: REPO_ROOT,
+          env: childEnv({ NOTEWORTH_BASE_URL: provider.url }),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+        while (!when() && !stderr.includes('"event":"retry"') && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+        const signalled = Date.now();
+        child.kill('SIGINT');
+        const code = await exited;
+        expect(code, stderr).toBe(130);
+        // not after the 60 s stall or wait
+        expect(Date.now() - signalled).toBeLessThan(30_000);
+        expect(JSON.parse(stdout)).toMatchObject({ status: 'failed', exit_code: 130, error: { code: 'INTERRUPTED' } });
+        expect(stderr).not.toContain('please report');
+        return stderr;
+      };
+      provider.script('providers', 'stall');
+      await interrupt(() => provider.stats.providersCalls >= 1);
+      provider.script('providers', 'rate_limited');
+      const waiting = await interrupt(() => false);
+      expect(waiting).toContain('"wait_ms":60000');
+      const runs = await query((k) => k('runs').where({ command: 'import-clinicians' }).orderBy('id').select('status', 'exit_code'));
+      expect(runs).toEqual([
+        { status: 'interrupted', exit_code: 130 },
+        { status: 'interrupted', exit_code: 130 },
+      ]);
+      expect(await clinicians()).toHaveLength(0);
     });
 
     it('never prints or records a token or a checksum', async () => {

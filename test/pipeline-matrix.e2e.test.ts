@@ -12,12 +12,13 @@ import { BIN, childEnv, REPO_ROOT, runCli, type CliResult } from './helpers/cli.
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import type { MatrixCase, MatrixRuns } from './matrix/case.js';
 import { appointmentsCase } from './matrix/appointments.js';
+import { cliniciansCase } from './matrix/clinicians.js';
 import { directoryCase } from './matrix/directory.js';
 import { fhirCase } from './matrix/fhir.js';
 
 vi.setConfig({ testTimeout: 180_000 });
 
-const CASES: MatrixCase[] = [fhirCase, directoryCase, appointmentsCase];
+const CASES: MatrixCase[] = [fhirCase, cliniciansCase, directoryCase, appointmentsCase];
 
 /** stdout holds exactly one JSON object. */
 function oneObject(result: CliResult): Record<string, unknown> {

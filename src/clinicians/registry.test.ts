@@ -11,7 +11,7 @@ const complete = {
   authenticate: async () => null,
   authHeader: () => ({}),
   fetchClinicians: async function* () {},
-  mapToClinician: () => ({ problem: { reasonCode: 'X', message: 'x' } }),
+  mapToClinician: () => ({ ok: false, reason: 'RECORD_INVALID', message: 'x' }),
 };
 
 describe('BackendRegistry', () => {

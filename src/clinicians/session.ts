@@ -1,14 +1,15 @@
 /**
  * A backend's connection to its provider for one run: the token (stored and still valid, or newly
- * obtained and stored at once), every HTTP call through the retry layer, one re-authentication when the
- * provider refuses the token, and the totals the run summary reports. Tokens and auth headers stay here:
- * nothing they contain is logged.
+ * obtained and stored at once), one re-authentication when the provider refuses the token, and the
+ * totals the run summary reports. Retries, timeouts, Retry-After and interruption are the one HTTP
+ * wrapper's (src/http/client.ts `withAttempts`). Tokens and auth headers stay here: nothing they
+ * contain is logged.
  */
 import { CarepipeError } from '../errors.js';
-import { requestOnce } from '../http/client.js';
+import { requestOnce, withAttempts, type Attempt } from '../http/client.js';
 import { maskUrl } from '../http/mask.js';
 import type { HttpPolicy } from '../http/policy.js';
-import { RetryableError, withRetry, type RetryEvent } from '../http/retry.js';
+import { RetryableError, type RetryEvent } from '../http/retry.js';
 import type { TokenStore } from './tokens.js';
 import {
   TokenRejectedError,
@@ -41,6 +42,8 @@ export interface SessionOptions {
   backend: ClinicianBackend;
   config: BackendConfig;
   tokens?: TokenStore;
+  /** Where the figures go (default: a new object, `session.totals`). */
+  totals?: HttpTotals;
   maxRetries: number;
   baseDelayMs: number;
   timeoutMs: number;
@@ -54,43 +57,35 @@ export interface SessionOptions {
   onEvent: (event: string, fields: Record<string, string | number>) => void;
 }
 
+export function emptyHttpTotals(): HttpTotals {
+  return { requests: 0, failed_attempts: 0, failures: {}, auth_calls: 0, token: 'unused', reauthentications: 0 };
+}
+
 export class ProviderSession implements ProviderHttp {
-  readonly totals: HttpTotals = { requests: 0, failed_attempts: 0, failures: {}, auth_calls: 0, token: 'unused', reauthentications: 0 };
+  readonly totals: HttpTotals;
   readonly context: BackendContext;
   private readonly site: string;
   /** undefined: not looked up yet; null: the provider needs none. */
   private token: ProviderToken | null | undefined;
 
   constructor(private readonly options: SessionOptions) {
+    this.totals = options.totals ?? emptyHttpTotals();
     this.site = options.backend.siteUrl(options.config);
     this.context = { config: options.config, http: this, signal: options.signal };
   }
 
   request<T>(call: HttpCall & { headers?: Record<string, string>; body?: string | (() => Promise<string>) }, parse: (response: HttpAnswer) => T): Promise<T> {
-    return this.retrying(call, () => this.httpAttempt(call, call.headers ?? {}, parse, []));
+    return this.retrying(call, (attempt) => this.httpAttempt(call, call.headers ?? {}, parse, [], attempt));
   }
 
   authorized<T>(call: HttpCall & { headers?: Record<string, string> }, parse: (response: HttpAnswer) => T): Promise<T> {
     const rejected = this.options.backend.tokenRejectedStatuses ?? [401];
-    return this.withToken(call, (auth) => this.retrying(call, () => this.httpAttempt(call, { ...call.headers, ...auth }, parse, rejected)));
+    return this.withToken(call, (auth) => this.retrying(call, (attempt) => this.httpAttempt(call, { ...call.headers, ...auth }, parse, rejected, attempt)));
   }
 
   authorizedAttempt<T>(call: HttpCall, attempt: (headers: Record<string, string>, options: AttemptOptions) => Promise<T>): Promise<T> {
-    const { timeoutMs } = this.options;
     return this.withToken(call, (auth) =>
-      this.retrying(call, async () => {
-        const timeout = AbortSignal.timeout(timeoutMs);
-        try {
-          return await this.counted(() => attempt(auth, { signal: AbortSignal.any([this.options.signal, timeout]), timeoutMs, policy: this.options.policy }));
-        } catch (err) {
-          if (this.options.signal.aborted) throw this.options.signal.reason;
-          if (timeout.aborted && !(err instanceof RetryableError)) {
-            this.recordFailure(`timeout after ${timeoutMs} ms`);
-            throw new RetryableError(`timeout after ${timeoutMs} ms`);
-          }
-          throw err;
-        }
-      }),
+      this.retrying(call, ({ signal, timeoutMs }) => attempt(auth, { signal, timeoutMs, policy: this.options.policy })),
     );
   }
 
@@ -155,47 +150,44 @@ export class ProviderSession implements ProviderHttp {
     headers: Record<string, string>,
     parse: (response: HttpAnswer) => T,
     rejected: number[],
+    attempt: Attempt,
   ): Promise<T> {
-    return this.counted(async () => {
-      const response = await requestOnce(call.url, {
-        method: call.method,
-        headers,
-        body: typeof call.body === 'function' ? await call.body() : call.body,
-        timeoutMs: this.options.timeoutMs,
-        signal: this.options.signal,
-        passStatuses: rejected,
-        policy: this.options.policy,
-        tokenEndpoint: call.tokenEndpoint,
-      });
-      if (rejected.includes(response.status)) throw new TokenRejectedError(`HTTP ${response.status}`, response.status);
-      return parse(response);
+    const response = await requestOnce(call.url, {
+      method: call.method,
+      headers,
+      body: typeof call.body === 'function' ? await call.body() : call.body,
+      timeoutMs: attempt.timeoutMs,
+      signal: attempt.signal,
+      passStatuses: rejected,
+      policy: this.options.policy,
+      tokenEndpoint: call.tokenEndpoint,
     });
+    if (rejected.includes(response.status)) throw new TokenRejectedError(`HTTP ${response.status}`, response.status);
+    return parse(response);
   }
 
-  /** One attempt, counted; its failure counted by reason. */
-  private async counted<T>(attempt: () => Promise<T>): Promise<T> {
-    this.totals.requests += 1;
-    try {
-      return await attempt();
-    } catch (err) {
-      if (err instanceof RetryableError) this.recordFailure(err.message);
-      else if (err instanceof TokenRejectedError) this.recordFailure(`token refused (${err.message})`);
-      throw err;
-    }
+  /** Every call of the session in the one retry wrapper; each attempt counted, each failure counted by reason. */
+  private retrying<T>(call: HttpCall, attempt: (attempt: Attempt) => Promise<T>): Promise<T> {
+    return withAttempts(
+      `${call.method} ${maskUrl(call.url)}`,
+      {
+        maxRetries: this.options.maxRetries,
+        baseDelayMs: this.options.baseDelayMs,
+        timeoutMs: this.options.timeoutMs,
+        signal: this.options.signal,
+        onRetry: this.options.onRetry,
+        onAttempt: () => void (this.totals.requests += 1),
+        onFailure: (err) => {
+          if (err instanceof RetryableError) this.recordFailure(err.message);
+          else if (err instanceof TokenRejectedError) this.recordFailure(`token refused (${err.message})`);
+        },
+      },
+      attempt,
+    );
   }
 
   private recordFailure(reason: string): void {
     this.totals.failed_attempts += 1;
     this.totals.failures[reason] = (this.totals.failures[reason] ?? 0) + 1;
-  }
-
-  private retrying<T>(call: HttpCall, attempt: () => Promise<T>): Promise<T> {
-    return withRetry(attempt, {
-      what: `${call.method} ${maskUrl(call.url)}`,
-      maxRetries: this.options.maxRetries,
-      baseDelayMs: this.options.baseDelayMs,
-      signal: this.options.signal,
-      onRetry: this.options.onRetry,
-    });
   }
 }

@@ -10,7 +10,7 @@ const EXPIRY_MARGIN_MS = 30_000;
 
 export class TokenStore {
   constructor(
-    private readonly knex: Knex,
+    private readonly knex: Knex | Knex.Transaction,
     /** With --dry-run the store is read, never written. */
     private readonly readOnly = false,
   ) {}

@@ -1,10 +1,11 @@
 /**
- * What a clinician provider backend is: a module that authenticates, builds the auth header, fetches
- * the clinicians (all pages) and maps the provider's fields to ours. `import-clinicians` runs one and
- * upserts the result; the backend knows nothing of the database.
+ * What a clinician provider backend is: a module that authenticates, builds the auth header, gives its
+ * listing (the read stage: every clinician record, all pages) and maps the provider's fields to ours
+ * (the map stage: a pure function answering the engine's MapResult). `import-clinicians` runs one on
+ * the engine (src/pipeline/run.ts) and upserts the result; the backend knows nothing of the database.
  */
 import type { HttpPolicy } from '../http/policy.js';
-import type { RejectReason } from '../pipeline/reasons.js';
+import type { MapResult } from '../pipeline/run.js';
 
 /** A clinician in our own field names: one row of the `clinicians` table (less the bookkeeping). */
 export interface Clinician {
@@ -23,16 +24,13 @@ export interface Clinician {
   active: boolean;
 }
 
-/** Why a record cannot be a clinician: it goes to `rejects`. */
-export interface ClinicianProblem {
-  reasonCode: RejectReason;
-  message: string;
-  field?: string;
-  /** The clinician key when the record still identifies someone (so they are not taken as gone). */
-  key?: string;
-}
-
-export type MappedClinician = { clinician: Clinician } | { problem: ClinicianProblem };
+/**
+ * A backend's answer for one record: `{ ok: true, value: clinician, key: clinician.key }`, or
+ * `{ ok: false, reason, message, field?, key? }` with a reason from the closed list
+ * (src/pipeline/reasons.ts). A reject that still names a clinician carries its `key`, so that the
+ * clinician is not taken as gone from a complete listing.
+ */
+export type MappedClinician = MapResult<Clinician>;
 
 /** One record as the provider sent it, with where it came from (for rejects). */
 export interface SourceRecord<Raw = unknown> {
@@ -139,9 +137,9 @@ export interface ClinicianBackend<Raw = unknown> {
   authenticate(ctx: BackendContext): Promise<ProviderToken | null>;
   /** The headers that authenticate one call. */
   authHeader(token: ProviderToken, call: HttpCall): Record<string, string>;
-  /** Every clinician record of one listing, all pages, in the provider's own shape. */
+  /** Every clinician record of one listing, all pages, in the provider's own shape (the read stage). */
   fetchClinicians(ctx: BackendContext): AsyncIterable<SourceRecord<Raw>>;
-  /** Provider fields to ours; a pure function. */
+  /** Provider fields to ours; a pure function (the map stage). */
   mapToClinician(raw: Raw): MappedClinician;
 }
 

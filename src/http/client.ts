@@ -1,7 +1,10 @@
 /**
  * The one HTTP client: a request with a timeout, the origin rule and the body size cap of the run's
- * policy (src/http/policy.ts), its failure sorted into retryable or final, and the same wrapped in the
- * retry layer. Used by every remote reader and backend; they add authentication and parsing on top.
+ * policy (src/http/policy.ts), its failure sorted into retryable or final, and the one retry wrapper
+ * ({@link withAttempts}) every remote source runs its calls in: bounded attempts with backoff and
+ * Retry-After (src/http/retry.ts), a timeout per attempt, each failed attempt told, and the run's
+ * interruption (SIGINT/SIGTERM) during a request or a wait turned into `INTERRUPTED` (exit 130), never a
+ * generic failure. Provider sessions and FHIR server calls add authentication and parsing on top.
  */
 import { CarepipeError } from '../errors.js';
 import { exceedsJsonDepth, tooDeepMessage } from '../io/json-limits.js';
@@ -39,9 +42,17 @@ export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || status >= 500;
 }
 
-/** One attempt. Throws RetryableError or a final CarepipeError (SOURCE_FAILED / SOURCE_UNREACHABLE). */
+/** A signal aborted by a timeout (AbortSignal.timeout), not by the run's interruption. */
+function isTimeout(reason: unknown): boolean {
+  return (reason as { name?: unknown } | undefined)?.name === 'TimeoutError';
+}
+
+/**
+ * One attempt. Throws RetryableError, a final CarepipeError (SOURCE_FAILED / SOURCE_UNREACHABLE), or
+ * INTERRUPTED when `options.signal` was aborted by the run (an aborted timeout signal is a timeout).
+ */
 export async function requestOnce(url: string, options: RequestOptions = {}): Promise<HttpResponse> {
-  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   if (!options.tokenEndpoint) checkOrigin(options.policy, url);
@@ -52,8 +63,8 @@ export async function requestOnce(url: string, options: RequestOptions = {}): Pr
     text = await readText(response, options.policy, options.method ?? 'GET', url);
   } catch (err) {
     if (err instanceof CarepipeError) throw err;
-    if (options.signal?.aborted) throw interruptedError(`${options.method ?? 'GET'} ${maskUrl(url)}`, options.signal);
-    if (timeout.aborted) throw new RetryableError(`timeout after ${timeoutMs} ms`);
+    if (options.signal?.aborted && !isTimeout(options.signal.reason)) throw interruptedError(`${options.method ?? 'GET'} ${maskUrl(url)}`);
+    if (timeout.aborted || options.signal?.aborted) throw new RetryableError(`timeout after ${timeoutMs} ms`);
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     throw new RetryableError(`network error: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
   }
@@ -116,18 +127,74 @@ export function describeBody(text: string): string {
   return `: ${trimmed.slice(0, 200)}`;
 }
 
+/** What one attempt of {@link withAttempts} gets. */
+export interface Attempt {
+  /** The run's interruption and this attempt's timeout: give it to the request. */
+  signal: AbortSignal;
+  /** This attempt's timeout alone (aborted: the attempt timed out). */
+  timeout: AbortSignal;
+  timeoutMs: number;
+  /** From 1. */
+  number: number;
+}
+
+export interface CallOptions extends Omit<RetryOptions, 'what'> {
+  /** Give up one attempt after this long (default 10 s); a timed-out attempt is retried. */
+  timeoutMs?: number;
+  /** Called as each attempt starts (for a count of requests). */
+  onAttempt?: () => void;
+  /** Each failed attempt's error, sorted (RetryableError, CarepipeError or the caller's own), retried or not. */
+  onFailure?: (error: Error) => void;
+}
+
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/**
+ * The one retry wrapper: runs `attempt` until it succeeds, throws a final error, or retries run out
+ * (RETRIES_EXHAUSTED naming `what`). Each attempt gets a signal that fires on its timeout or on the
+ * run's interruption; an attempt that ends because of its timeout is a RetryableError
+ * (`timeout after N ms`). When the run's signal fires during an attempt or the wait before the next,
+ * the call ends with INTERRUPTED. `what` is shown in messages and retry events: mask it (maskUrl).
+ */
+export async function withAttempts<T>(what: string, options: CallOptions, attempt: (a: Attempt) => Promise<T>): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const { signal } = options;
+  try {
+    return await withRetry(
+      async (number) => {
+        if (signal?.aborted) throw interruptedError(what);
+        const timeout = AbortSignal.timeout(timeoutMs);
+        options.onAttempt?.();
+        try {
+          return await attempt({ signal: signal ? AbortSignal.any([signal, timeout]) : timeout, timeout, timeoutMs, number });
+        } catch (err) {
+          const sorted = signal?.aborted
+            ? interruptedError(what)
+            : timeout.aborted && !(err instanceof RetryableError) && !(err instanceof CarepipeError)
+              ? new RetryableError(`timeout after ${timeoutMs} ms`)
+              : (err as Error);
+          if (!(sorted instanceof CarepipeError && sorted.code === 'INTERRUPTED')) options.onFailure?.(sorted);
+          throw sorted;
+        }
+      },
+      { ...options, what },
+    );
+  } catch (err) {
+    // Stopped during a request or the wait before the next attempt: an interruption, not a failure.
+    if (signal?.aborted) throw err instanceof CarepipeError && err.code === 'INTERRUPTED' ? err : interruptedError(what);
+    throw err;
+  }
+}
+
 /** A request with retries; `parse` turns the body into data and throws RetryableError for a cut body. */
 export async function request<T = HttpResponse>(
   url: string,
-  options: RequestOptions & Omit<RetryOptions, 'what'> & { parse?: (response: HttpResponse) => T },
+  options: RequestOptions & CallOptions & { parse?: (response: HttpResponse) => T },
 ): Promise<T> {
-  return withRetry(
-    async () => {
-      const response = await requestOnce(url, options);
-      return options.parse ? options.parse(response) : (response as unknown as T);
-    },
-    { ...options, what: `${options.method ?? 'GET'} ${maskUrl(url)}` },
-  );
+  return withAttempts(`${options.method ?? 'GET'} ${maskUrl(url)}`, options, async ({ signal, timeoutMs }) => {
+    const response = await requestOnce(url, { ...options, signal, timeoutMs });
+    return options.parse ? options.parse(response) : (response as unknown as T);
+  });
 }
 
 /** Parse a JSON body; a cut or malformed body is a retryable failure, never data. */

@@ -80,19 +80,20 @@ describe('request over HTTP', () => {
     script.push(
       (res) => res.writeHead(500).end('boom'),
       (res) => res.writeHead(200).end('{"providers": [{"na'),
-      (res) => void setTimeout(() => res.end('{}'), 1_000),
+      (res) => void setTimeout(() => res.end('{}'), 4_000),
       (res) => res.writeHead(200).end('{"ok": true}'),
     );
     const reasons: string[] = [];
     const body = await request(`${base}/providers`, {
-      timeoutMs: 200,
+      // not shorter: a first request on a loaded machine can take a few hundred ms
+      timeoutMs: 1_500,
       baseDelayMs: 1,
       maxRetries: 5,
       parse: parseJsonBody,
       onRetry: (e) => reasons.push(e.reason),
     });
     expect(body).toEqual({ ok: true });
-    expect(reasons).toEqual(['HTTP 500', 'malformed JSON body', 'timeout after 200 ms']);
+    expect(reasons).toEqual(['HTTP 500', 'malformed JSON body', 'timeout after 1500 ms']);
   });
 
   it('fails at once on 404 with the OperationOutcome text', async () => {

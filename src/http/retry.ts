@@ -67,8 +67,13 @@ function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
  * The run's signal fired during a request or a wait between attempts: the run stops, it did not fail
  * (exit 130 through the ledger's `interrupted`, never a stack trace).
  */
-export function interruptedError(what: string, signal: AbortSignal): CarepipeError {
-  return new CarepipeError('INTERRUPTED', `interrupted during ${what}`, {}, { cause: signal.reason });
+export function interruptedError(what: string, signal?: AbortSignal): CarepipeError {
+  return new CarepipeError(
+    'INTERRUPTED',
+    `interrupted while waiting for ${what}; every committed batch is kept, run the same command again to finish`,
+    {},
+    { cause: signal?.reason },
+  );
 }
 
 /** Backoff for the n-th retry (1-based): full jitter in [0, min(max, base·2^(n-1))], at least 10 ms. */

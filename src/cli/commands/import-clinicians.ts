@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { setting, type CommonFlags, type Settings } from '../../config.js';
 import { CarepipeError } from '../../errors.js';
-import { checkConfig, envName } from '../../clinicians/import.js';
+import { checkConfig, envName } from '../../clinicians/command.js';
 import { builtinRegistry, loadBackendModule } from '../../clinicians/registry.js';
 import type { BackendConfig, ClinicianBackend } from '../../clinicians/types.js';
 import { prepare, runCommand, wholeNumber, withCommonOptions, type CliState } from '../common.js';
@@ -93,7 +93,7 @@ export function registerImportClinicians(program: Command, state: CliState): voi
     const config = backendConfig(backend, flags, prepare(state, flags).settings);
     checkConfig(backend, config);
     await runCommand(state, flags, { name: 'import-clinicians', target: backend.name, argv: rawArgs(command) }, async ({ settings, db, ledger, reporter, signal, now }) => {
-      const { importClinicians } = await import('../../clinicians/import.js');
+      const { importClinicians } = await import('../../clinicians/command.js');
       await reporter.start(`import-clinicians ${backend.name}`);
       const result = await importClinicians(
         {
@@ -112,8 +112,7 @@ export function registerImportClinicians(program: Command, state: CliState): voi
           ledger,
           signal,
           now,
-          log: (level, event, fields) => (level === 'warn' ? reporter.warn(event, fields) : reporter.info(event, fields)),
-          progress: (text, fields) => reporter.progress(text, fields),
+          reporter,
         },
       );
       const { counts } = ledger;

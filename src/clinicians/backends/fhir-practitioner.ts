@@ -142,17 +142,19 @@ export const fhirPractitioner: ClinicianBackend<PractitionerWithRoles> = {
 
   mapToClinician({ practitioner, roles }): MappedClinician {
     const key = text(practitioner.id);
-    if (!key) return { problem: { reasonCode: 'MISSING_ID', field: 'Practitioner.id', message: 'a Practitioner without an id cannot be keyed' } };
+    if (!key) return { ok: false, reason: 'MISSING_ID', field: 'Practitioner.id', message: 'a Practitioner without an id cannot be keyed' };
     const name = pickName(practitioner.name);
     const givenName = text(name?.given?.join(' '));
     const familyName = text(name?.family);
     if (!givenName && !familyName) {
-      return { problem: { reasonCode: 'NAME_MISSING', field: 'Practitioner.name', message: 'the Practitioner has no given or family name', key } };
+      return { ok: false, reason: 'NAME_MISSING', field: 'Practitioner.name', message: 'the Practitioner has no given or family name', key };
     }
     const role = roles.find((r) => r.active !== false) ?? roles[0];
     const specialty = role?.specialty?.[0];
     return {
-      clinician: {
+      ok: true,
+      key,
+      value: {
         key,
         givenName,
         familyName,

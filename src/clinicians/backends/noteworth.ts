@@ -84,18 +84,21 @@ export const noteworth: ClinicianBackend<NoteworthProvider> = {
 
   mapToClinician(raw): MappedClinician {
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-      return { problem: { reasonCode: 'RECORD_INVALID', message: 'a provider entry must be a JSON object' } };
+      return { ok: false, reason: 'RECORD_INVALID', message: 'a provider entry must be a JSON object' };
     }
     const givenName = text(raw.name_given);
     const familyName = text(raw.name_family);
     if (!givenName || !familyName) {
       const field = !givenName ? 'name_given' : 'name_family';
-      return { problem: { reasonCode: 'NAME_MISSING', field, message: `${field} is missing or empty: no clinician without a name` } };
+      return { ok: false, reason: 'NAME_MISSING', field, message: `${field} is missing or empty: no clinician without a name` };
     }
     const clinic = text(raw.clinic);
+    const key = noteworthKey(givenName, familyName, clinic);
     return {
-      clinician: {
-        key: noteworthKey(givenName, familyName, clinic),
+      ok: true,
+      key,
+      value: {
+        key,
         givenName,
         familyName,
         title: text(raw.title),

@@ -1,12 +1,13 @@
 /**
- * The call discipline shared by the FHIR server readers (search and Bulk Data): every call in the retry
- * layer, failures sorted the same way, one token refresh on 401, and figures for the run summary.
+ * The call discipline shared by the FHIR server readers (search and Bulk Data): every call in the one
+ * retry wrapper (src/http/client.ts `withAttempts`: timeouts, backoff, interruption), failures sorted
+ * the same way, one token refresh on 401, and figures for the run summary.
  * 429/503 honour Retry-After; 408, 5xx, network errors, timeouts and malformed bodies back off; other
  * 4xx fail at once with the server's OperationOutcome text.
  */
 import { CarepipeError } from '../../errors.js';
-import { describeBody, isRetryableStatus } from '../../http/client.js';
-import { parseRetryAfter, RetryableError, withRetry, type RetryEvent, type RetryOptions } from '../../http/retry.js';
+import { describeBody, isRetryableStatus, withAttempts } from '../../http/client.js';
+import { interruptedError as httpInterrupted, parseRetryAfter, RetryableError, type RetryEvent, type RetryOptions } from '../../http/retry.js';
 import type { FhirAuth } from './auth.js';
 import type { HttpPolicy } from '../../http/policy.js';
 import { maskUrl } from '../../http/mask.js';
@@ -79,9 +80,9 @@ export function classify(err: unknown, what: string, timeout?: AbortSignal, sign
   return new CarepipeError('SOURCE_FAILED', `${what} answered HTTP ${status}${describeBody(bodyText(failure.body))}`, { url: what.replace(/^\w+ /, ''), status });
 }
 
-/** The run was stopped (SIGINT/SIGTERM) while a request or a wait was under way. */
+/** The run was stopped (SIGINT/SIGTERM) while a request or a wait was under way (the HTTP layer's error). */
 export function interruptedError(): CarepipeError {
-  return new CarepipeError('INTERRUPTED', 'interrupted while waiting for the FHIR server; every committed page is kept, run the same command again to resume');
+  return httpInterrupted('the FHIR server');
 }
 
 /**
@@ -96,35 +97,36 @@ export async function serverCall<T>(
 ): Promise<T> {
   const what = `${method} ${maskUrl(url)}`;
   const stats = options.stats;
-  const attempt = async (): Promise<T> => {
-    let refreshed = false;
-    for (;;) {
-      const timeout = AbortSignal.timeout(options.timeoutMs ?? 30_000);
-      const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-      if (stats) stats.requests++;
-      try {
-        return await call(await options.auth.header(), signal);
-      } catch (err) {
-        const failure = failureOf(err);
-        if (failure?.status === 401 && !refreshed && (await options.auth.refresh())) {
-          refreshed = true;
-          if (stats) stats.tokenRefreshes++;
-          continue;
-        }
-        throw classify(err, what, timeout, options.signal);
-      }
-    }
-  };
   try {
-    return await withRetry(attempt, {
-      ...options.retry,
-      signal: options.signal,
+    return await withAttempts(
       what,
-      onRetry: (event) => {
-        if (stats) stats.retries++;
-        options.onRetry?.(event);
+      {
+        ...options.retry,
+        timeoutMs: options.timeoutMs ?? 30_000,
+        signal: options.signal,
+        onRetry: (event) => {
+          if (stats) stats.retries++;
+          options.onRetry?.(event);
+        },
       },
-    });
+      async ({ signal, timeout }) => {
+        let refreshed = false;
+        for (;;) {
+          if (stats) stats.requests++;
+          try {
+            return await call(await options.auth.header(), signal);
+          } catch (err) {
+            const failure = failureOf(err);
+            if (failure?.status === 401 && !refreshed && (await options.auth.refresh())) {
+              refreshed = true;
+              if (stats) stats.tokenRefreshes++;
+              continue;
+            }
+            throw classify(err, what, timeout, options.signal);
+          }
+        }
+      },
+    );
   } catch (err) {
     // Stopped by SIGINT/SIGTERM during a request or a wait: a typed interruption, not a failure.
     throw options.signal?.aborted ? interruptedError() : err;
