@@ -89,3 +89,12 @@ describe('docs', () => {
     expect(missing).toEqual([]);
   });
 });
+
+describe('reject reasons', () => {
+  it('docs/commands/runs.md lists every code of the closed list, and no other', async () => {
+    const { RejectReasons } = await import('../src/pipeline/reasons.js');
+    const page = readFileSync(path.join(REPO_ROOT, 'docs/commands/runs.md'), 'utf8');
+    const listed = [...page.slice(page.indexOf('## Reject reasons')).matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
+    expect(listed).toEqual(Object.keys(RejectReasons));
+  });
+});

@@ -25,13 +25,19 @@ export const RejectReasons = {
   RECORD_INVALID: 'RECORD_INVALID',
 
   // FHIR resources.
+  /** JSON that is not a FHIR resource (no object, or a Bundle where a resource belongs). */
   NOT_A_RESOURCE: 'NOT_A_RESOURCE',
+  /** A resource without `resourceType`. */
   MISSING_RESOURCE_TYPE: 'MISSING_RESOURCE_TYPE',
+  /** A `resourceType` that is not a FHIR type name. */
   INVALID_RESOURCE_TYPE: 'INVALID_RESOURCE_TYPE',
   /** A Bundle entry or search hit without a usable resource. */
   RESOURCE_INVALID: 'RESOURCE_INVALID',
+  /** `meta.lastUpdated` that is not an instant, or `meta.versionId` that is not a string. */
   INVALID_META: 'INVALID_META',
+  /** A Bundle `urn:uuid:` reference to no entry of the Bundle. */
   UNRESOLVED_REFERENCE: 'UNRESOLVED_REFERENCE',
+  /** A Bundle DELETE request carepipe cannot apply (no type and id in its URL). */
   UNSUPPORTED_DELETE: 'UNSUPPORTED_DELETE',
 
   // Keys and fields, in any source.
@@ -51,22 +57,35 @@ export const RejectReasons = {
   WRONG_TYPE: 'WRONG_TYPE',
 
   // Directory entries.
+  /** An `rpps_number` that is not 11 digits. */
   INVALID_RPPS: 'INVALID_RPPS',
+  /** A `finess` that is not 9 characters of the FINESS form. */
   INVALID_FINESS: 'INVALID_FINESS',
 
   // Patients and appointments (NHS rules, src/appointments/rules.ts).
+  /** An NHS number that is not 10 digits. */
   NHS_NUMBER_INVALID: 'NHS_NUMBER_INVALID',
+  /** An NHS number whose check digit is wrong. */
   NHS_NUMBER_CHECK_DIGIT: 'NHS_NUMBER_CHECK_DIGIT',
+  /** A postcode that is not a UK postcode. */
   POSTCODE_INVALID: 'POSTCODE_INVALID',
+  /** A timestamp without a time-zone offset. */
   TIMESTAMP_NAIVE: 'TIMESTAMP_NAIVE',
+  /** A timestamp that is not ISO 8601. */
   TIMESTAMP_INVALID: 'TIMESTAMP_INVALID',
+  /** A date that does not exist, or a birth date in the future. */
   DATE_INVALID: 'DATE_INVALID',
+  /** A duration that is not a positive number of minutes. */
   DURATION_INVALID: 'DURATION_INVALID',
+  /** A status outside the list the export allows. */
   STATUS_INVALID: 'STATUS_INVALID',
+  /** A name that is empty or not text. */
   NAME_INVALID: 'NAME_INVALID',
+  /** An appointment id that is not a UUID. */
   APPOINTMENT_ID_INVALID: 'APPOINTMENT_ID_INVALID',
   /** Kept, retryable: loaded by a later run once the patient arrives. */
   PATIENT_UNKNOWN: 'PATIENT_UNKNOWN',
+  /** A change to an appointment already cancelled: cancellation is final. */
   APPOINTMENT_CANCELLED_IS_FINAL: 'APPOINTMENT_CANCELLED_IS_FINAL',
 
   // The database.
