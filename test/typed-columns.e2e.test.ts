@@ -62,7 +62,7 @@ describe.each(BACKENDS)('typed flat tables on %s', (backend) => {
     const result = await runCli(['ingest-fhir', input], { env: ctx.test.env });
     // the impossible date is a reject naming file, record and column; the rest loads
     expect(result.code, result.stderr).toBe(1);
-    expect(result.stderr).toContain('typed.ndjson:7 field observation.effective_date_time');
+    expect(result.stderr).toContain('typed.ndjson:7 record Observation/bad field observation.effective_date_time: WRONG_TYPE');
     expect(result.stderr).toContain('the value 9999-99-99 is not a FHIR dateTime');
     expect(result.stderr).not.toContain('2020-13-45');
     expect(result.stdout).toContain('partial dates: 2 (a year, a month or a day without its time), stored as the first instant of their period');
